@@ -1,1 +1,24 @@
-//! placeholder
+//! `roost-core`: Roost's pure, deterministic ZooKeeper state machine.
+//!
+//! Entries and time go in; replies, watch triggers and state come out. No I/O,
+//! no clock, no randomness, no async: the server decides ids, passwords and
+//! timestamps and passes them in, so every replica applying the same entries
+//! reaches the same state and the same replies.
+//!
+//! - [`State`]: tree + sessions + zxid; [`State::apply`] for log entries,
+//!   [`State::read`] for reads;
+//! - [`Entry`]/[`Txn`]: what the log holds;
+//! - [`WatchTable`]: one server's watches (not replicated);
+//! - [`acl`], [`path`]: ZooKeeper's ACL and path rules.
+
+pub mod acl;
+pub mod entry;
+pub mod path;
+pub mod state;
+pub mod tree;
+pub mod watch;
+
+pub use entry::{Entry, Txn};
+pub use state::{Applied, Caller, Session, State, StateConfig, TTL_MS_MAX};
+pub use tree::{Node, NodeKind, Tree, Trigger};
+pub use watch::{WatchKind, WatchTable, WatcherId};

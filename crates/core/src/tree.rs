@@ -1,0 +1,383 @@
+//! The data tree: znodes by path, with ZooKeeper's exact Stat semantics.
+//!
+//! Nodes live in persistent maps (`imbl`), so cloning the whole tree is O(1):
+//! that is how snapshots are taken off the apply path and how a failed multi
+//! is rolled back. The tree itself does no validation; [`crate::State`] checks
+//! versions, ACLs and sessions first and then calls the mutators here, which
+//! record the watch triggers a change causes.
+//!
+//! Stat quirks kept on purpose (they are visible to clients):
+//! - the stored child version counts *creates* only; clients see
+//!   `cversion = 2 * creates - numChildren` (ZooKeeper's `DataNode.copyStat`),
+//!   and the sequential suffix of a new child is the stored count;
+//! - deleting a child moves the parent's pzxid but not its stored cversion;
+//! - container and TTL nodes report `ephemeralOwner` 0.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use imbl::{HashMap, OrdSet};
+use roost_proto::{Acl, EventType, Stat};
+
+use crate::path;
+
+/// What kind of node this is; decides ephemeral cleanup and reaping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Persistent,
+    /// Owned by a session; deleted when the session ends.
+    Ephemeral(i64),
+    /// Deleted by the reaper once its last child is gone.
+    Container,
+    /// Deleted by the reaper when childless and unmodified for `ttl_ms`.
+    Ttl(i64),
+}
+
+/// One znode.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub data: Bytes,
+    pub acl: Arc<Vec<Acl>>,
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub pzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub aversion: i32,
+    /// Children ever created under this node (ZooKeeper's stored cversion).
+    pub child_creates: i32,
+    pub kind: NodeKind,
+    pub children: OrdSet<Arc<str>>,
+}
+
+impl Node {
+    fn new(data: Bytes, acl: Arc<Vec<Acl>>, kind: NodeKind, zxid: i64, time_ms: i64) -> Self {
+        Node {
+            data,
+            acl,
+            czxid: zxid,
+            mzxid: zxid,
+            pzxid: zxid,
+            ctime: time_ms,
+            mtime: time_ms,
+            version: 0,
+            aversion: 0,
+            child_creates: 0,
+            kind,
+            children: OrdSet::new(),
+        }
+    }
+
+    /// The Stat clients see.
+    pub fn stat(&self) -> Stat {
+        let num_children = self.children.len() as i32;
+        Stat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self
+                .child_creates
+                .wrapping_mul(2)
+                .wrapping_sub(num_children),
+            aversion: self.aversion,
+            ephemeral_owner: match self.kind {
+                NodeKind::Ephemeral(owner) => owner,
+                _ => 0,
+            },
+            data_length: self.data.len() as i32,
+            num_children,
+            pzxid: self.pzxid,
+        }
+    }
+}
+
+/// A change that may fire watches: the event, where, and the ACL that decides
+/// who may see it (the node's own ACL; the parent's for NodeChildrenChanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub event: EventType,
+    pub path: Arc<str>,
+    pub acl: Arc<Vec<Acl>>,
+}
+
+/// The tree of znodes.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    nodes: HashMap<Arc<str>, Node>,
+    containers: OrdSet<Arc<str>>,
+    ttls: OrdSet<Arc<str>>,
+    /// Sum of path lengths and data sizes (`zk_approximate_data_size`).
+    data_bytes: u64,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tree {
+    /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`,
+    /// all with zeroed stats like ZooKeeper's; the config node is read-only with aversion -1.
+    pub fn new() -> Self {
+        let open = Arc::new(crate::acl::open_acl());
+        let system = |children: &[&str]| {
+            let mut node = Node::new(Bytes::new(), open.clone(), NodeKind::Persistent, 0, 0);
+            node.children = children.iter().map(|c| Arc::from(*c)).collect();
+            node
+        };
+        let mut config = system(&[]);
+        config.acl = Arc::new(crate::acl::read_acl());
+        config.aversion = -1;
+        let mut tree = Tree {
+            nodes: HashMap::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            data_bytes: 0,
+        };
+        for (p, node) in [
+            ("/", system(&["zookeeper"])),
+            (path::ZOOKEEPER, system(&["quota", "config"])),
+            (path::QUOTA, system(&[])),
+            (path::CONFIG, config),
+        ] {
+            tree.data_bytes += p.len() as u64;
+            tree.nodes.insert(Arc::from(p), node);
+        }
+        tree
+    }
+
+    /// Looks a node up. `""` is the root, as in ZooKeeper.
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(if path.is_empty() { "/" } else { path })
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.get(path).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn approximate_data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+
+    /// Every node, in no particular order (for snapshots and `dump`).
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Node)> {
+        self.nodes.iter()
+    }
+
+    /// Container nodes and TTL nodes, for the reaper.
+    pub fn containers(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.containers.iter()
+    }
+
+    pub fn ttls(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.ttls.iter()
+    }
+
+    /// Number of descendants of `path` (getAllChildrenNumber).
+    pub fn descendant_count(&self, path: &str) -> usize {
+        let mut count = 0;
+        let mut stack = vec![path.to_string()];
+        while let Some(p) = stack.pop() {
+            if let Some(node) = self.get(&p) {
+                count += node.children.len();
+                stack.extend(node.children.iter().map(|c| path::join(&p, c)));
+            }
+        }
+        count
+    }
+
+    fn node_mut(&mut self, path: &str) -> &mut Node {
+        self.nodes
+            .get_mut(path)
+            .unwrap_or_else(|| panic!("tree invariant: {path} must exist here"))
+    }
+
+    /// Adds a node under an existing parent (checked by the caller).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &mut self,
+        path: &str,
+        data: Bytes,
+        acl: Arc<Vec<Acl>>,
+        kind: NodeKind,
+        zxid: i64,
+        time_ms: i64,
+        triggers: &mut Vec<Trigger>,
+    ) -> Stat {
+        let (parent_path, name) = path::split(path).expect("caller validated the path");
+        let parent = self.node_mut(parent_path);
+        parent.child_creates = parent.child_creates.wrapping_add(1);
+        parent.pzxid = zxid;
+        parent.children.insert(Arc::from(name));
+        let parent_acl = parent.acl.clone();
+        let key: Arc<str> = Arc::from(path);
+        match kind {
+            NodeKind::Container => {
+                self.containers.insert(key.clone());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(key.clone());
+            }
+            _ => {}
+        }
+        self.data_bytes += (path.len() + data.len()) as u64;
+        let node = Node::new(data, acl.clone(), kind, zxid, time_ms);
+        let stat = node.stat();
+        self.nodes.insert(key.clone(), node);
+        triggers.push(Trigger {
+            event: EventType::NodeCreated,
+            path: key,
+            acl,
+        });
+        triggers.push(Trigger {
+            event: EventType::NodeChildrenChanged,
+            path: Arc::from(parent_path),
+            acl: parent_acl,
+        });
+        stat
+    }
+
+    /// Removes a childless node (checked by the caller); returns it.
+    pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Node {
+        let (parent_path, name) = path::split(path).expect("caller validated the path");
+        let node = self
+            .nodes
+            .remove(path)
+            .unwrap_or_else(|| panic!("tree invariant: deleting missing {path}"));
+        assert!(
+            node.children.is_empty(),
+            "tree invariant: {path} has children"
+        );
+        let parent = self.node_mut(parent_path);
+        parent.children.remove(name);
+        if zxid > parent.pzxid {
+            parent.pzxid = zxid;
+        }
+        let parent_acl = parent.acl.clone();
+        match node.kind {
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+            _ => {}
+        }
+        self.data_bytes -= (path.len() + node.data.len()) as u64;
+        triggers.push(Trigger {
+            event: EventType::NodeDeleted,
+            path: Arc::from(path),
+            acl: node.acl.clone(),
+        });
+        triggers.push(Trigger {
+            event: EventType::NodeChildrenChanged,
+            path: Arc::from(parent_path),
+            acl: parent_acl,
+        });
+        node
+    }
+
+    /// Replaces a node's data and bumps its version (checked by the caller).
+    pub fn set_data(
+        &mut self,
+        path: &str,
+        data: Bytes,
+        version: i32,
+        zxid: i64,
+        time_ms: i64,
+        triggers: &mut Vec<Trigger>,
+    ) -> Stat {
+        let node = self.node_mut(path);
+        let old_len = node.data.len() as u64;
+        let new_len = data.len() as u64;
+        node.data = data;
+        node.version = version;
+        node.mzxid = zxid;
+        node.mtime = time_ms;
+        let stat = node.stat();
+        let acl = node.acl.clone();
+        self.data_bytes = self.data_bytes - old_len + new_len;
+        triggers.push(Trigger {
+            event: EventType::NodeDataChanged,
+            path: Arc::from(path),
+            acl,
+        });
+        stat
+    }
+
+    /// Replaces a node's ACL and sets its aversion (fires no watch, as in ZooKeeper).
+    pub fn set_acl(&mut self, path: &str, acl: Arc<Vec<Acl>>, aversion: i32) -> Stat {
+        let node = self.node_mut(path);
+        node.acl = acl;
+        node.aversion = aversion;
+        node.stat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_tree_matches_zookeeper_system_nodes() {
+        let tree = Tree::new();
+        let root = tree.get("/").unwrap().stat();
+        // ZooKeeper 3.8 reports cversion -1 for a fresh root: 0 creates, 1 child.
+        assert_eq!((root.num_children, root.cversion, root.pzxid), (1, -1, 0));
+        let config = tree.get(path::CONFIG).unwrap();
+        assert_eq!(config.aversion, -1);
+        assert_eq!(config.acl[0].perms, roost_proto::perms::READ);
+        assert_eq!(tree.get("").unwrap().stat(), root);
+        assert_eq!(tree.descendant_count("/"), 3);
+    }
+
+    #[test]
+    fn cversion_counts_creates_and_deletes_through_the_formula() {
+        let mut tree = Tree::new();
+        let acl = Arc::new(crate::acl::open_acl());
+        let mut t = Vec::new();
+        tree.create(
+            "/p",
+            Bytes::new(),
+            acl.clone(),
+            NodeKind::Persistent,
+            1,
+            10,
+            &mut t,
+        );
+        tree.create(
+            "/p/a",
+            Bytes::new(),
+            acl.clone(),
+            NodeKind::Persistent,
+            2,
+            11,
+            &mut t,
+        );
+        tree.create(
+            "/p/b",
+            Bytes::new(),
+            acl.clone(),
+            NodeKind::Persistent,
+            3,
+            12,
+            &mut t,
+        );
+        tree.delete("/p/a", 4, &mut t);
+        let stat = tree.get("/p").unwrap().stat();
+        assert_eq!((stat.cversion, stat.num_children, stat.pzxid), (3, 1, 4));
+        assert_eq!(tree.get("/p").unwrap().child_creates, 2);
+    }
+}
