@@ -1,1 +1,105 @@
-fn main() {}
+//! `roost`: the one binary. `roost server` runs a server; more tools join here.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use roost_server::{Config, Server};
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "roost",
+    version,
+    about = "A ZooKeeper-compatible coordination service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server. Without --config: standalone on port 2181, data in ./roost-data.
+    Server {
+        /// A ZooKeeper-style zoo.cfg.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override clientPort.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Override dataDir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server {
+            config,
+            port,
+            data_dir,
+        } => run_server(config, port, data_dir),
+    }
+}
+
+fn run_server(
+    config_path: Option<PathBuf>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = match &config_path {
+        Some(path) => {
+            let (config, warnings) = Config::load(path)?;
+            for warning in warnings {
+                warn!("{}: {warning}", path.display());
+            }
+            config
+        }
+        None => Config::standalone_default(),
+    };
+    if let Some(port) = port {
+        config.client_port = port;
+    }
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut server = Server::start(config).await?;
+        tokio::select! {
+            _ = server.wait() => {}
+            _ = shutdown_signal() => info!("shutting down"),
+        }
+        server.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -38,6 +38,10 @@ pub struct Entry {
     pub cxid: i32,
     /// The caller's identities, for ACL checks and `auth` ACL expansion.
     pub identities: Vec<Id>,
+    /// The connection that sent the request (server id in the top 16 bits),
+    /// so only that connection receives the reply; 0 for server-made entries.
+    /// `apply` never reads it.
+    pub origin: u64,
     pub txn: Txn,
 }
 
@@ -50,6 +54,7 @@ impl Encode for Entry {
         out.put_jute_i64(self.session_id);
         out.put_jute_i32(self.cxid);
         self.identities.encode(out);
+        out.put_jute_i64(self.origin as i64);
         match &self.txn {
             Txn::CreateSession {
                 timeout_ms,
@@ -82,6 +87,7 @@ impl Decode for Entry {
         let session_id = r.read_i64()?;
         let cxid = r.read_i32()?;
         let identities = Vec::<Id>::decode(r)?;
+        let origin = r.read_i64()? as u64;
         let opcode = r.read_i32()?;
         let invalid = |value: i64| DecodeError::InvalidValue {
             field: "Entry.opcode",
@@ -110,6 +116,7 @@ impl Decode for Entry {
             session_id,
             cxid,
             identities,
+            origin,
             txn,
         })
     }
@@ -152,6 +159,7 @@ mod tests {
                 session_id: 0x0100_0000_0000_0001,
                 cxid: 42,
                 identities: vec![Id::new("ip", "127.0.0.1")],
+                origin: 0x0001_0000_0000_0007,
                 txn,
             };
             assert_eq!(Entry::from_bytes(entry.to_bytes()).unwrap(), entry);

@@ -108,6 +108,7 @@ impl Sim {
             session_id: session,
             cxid: 0,
             identities: ids,
+            origin: 0,
             txn,
         });
         let mut line = format!("z{} {}", applied.zxid, fmt_result(&applied.result));

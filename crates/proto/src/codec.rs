@@ -189,6 +189,14 @@ pub(crate) fn len_i32(len: usize) -> i32 {
 pub trait Encode {
     fn encode(&self, out: &mut BytesMut);
 
+    /// Appends the record as a whole frame: 4-byte length, then the record.
+    fn encode_framed(&self, out: &mut BytesMut) {
+        let start = out.len();
+        out.put_jute_i32(0);
+        self.encode(out);
+        crate::frame::patch_length(out, start);
+    }
+
     /// The encoded bytes, for tests and one-off records.
     fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::new();

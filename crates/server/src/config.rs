@@ -1,0 +1,457 @@
+//! Server configuration in ZooKeeper's `zoo.cfg` format.
+//!
+//! `key=value` lines, `#` comments. Every key ZooKeeper documents is accepted;
+//! the ones Roost acts on are parsed and checked, an invalid value is an error
+//! naming its key, and an unknown key is a warning (as ZooKeeper turns it into
+//! an ignored system property). ZooKeeper system properties may be written as
+//! keys, with or without their `zookeeper.` prefix
+//! (`zookeeper.extendedTypesEnabled=true`, `DigestAuthenticationProvider.superDigest=...`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use roost_proto::frame::{DEFAULT_MAX_FRAME_BYTES, FOUR_LETTER_WORDS};
+
+/// A configuration problem, naming the key and value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("line {line}: expected key=value, got {text:?}")]
+    Syntax { line: usize, text: String },
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// One `server.N=host:peerPort:electionPort[:observer|:participant][;clientPort]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub id: u64,
+    pub host: String,
+    pub peer_port: u16,
+    pub election_port: u16,
+    pub observer: bool,
+}
+
+/// Everything `roost server` reads from its config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tick_time_ms: u64,
+    pub client_port: u16,
+    pub client_port_address: IpAddr,
+    pub data_dir: PathBuf,
+    /// Where the transaction log goes (defaults to `data_dir`).
+    pub data_log_dir: Option<PathBuf>,
+    /// Connections per client IP; 0 means unlimited.
+    pub max_client_cnxns: usize,
+    pub min_session_timeout_ms: Option<u64>,
+    pub max_session_timeout_ms: Option<u64>,
+    /// Four-letter words that are answered; others get "not in the whitelist".
+    pub four_letter_words: Vec<String>,
+    pub super_digest: Option<String>,
+    pub extended_types_enabled: bool,
+    pub eager_acl_check: bool,
+    pub reconfig_enabled: bool,
+    pub container_check_interval_ms: u64,
+    pub container_max_per_minute: usize,
+    /// Largest frame payload accepted from a client (`jute.maxbuffer`).
+    pub max_frame_bytes: usize,
+    /// Requests a connection may have in flight before we stop reading it.
+    pub max_outstanding_per_connection: usize,
+    /// Watches one connection may hold (Roost's bound; ZooKeeper has none).
+    pub max_watches_per_connection: usize,
+    pub snap_count: u64,
+    pub snap_retain_count: usize,
+    pub purge_interval_hours: u64,
+    pub force_sync: bool,
+    pub init_limit: u64,
+    pub sync_limit: u64,
+    pub servers: Vec<PeerSpec>,
+    pub admin_enable_server: bool,
+    pub admin_server_address: IpAddr,
+    pub admin_server_port: u16,
+    pub metrics_port: Option<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tick_time_ms: 2000,
+            client_port: 2181,
+            client_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            data_dir: PathBuf::from("roost-data"),
+            data_log_dir: None,
+            max_client_cnxns: 60,
+            min_session_timeout_ms: None,
+            max_session_timeout_ms: None,
+            four_letter_words: vec!["srvr".to_string()],
+            super_digest: None,
+            extended_types_enabled: false,
+            eager_acl_check: false,
+            reconfig_enabled: false,
+            container_check_interval_ms: 60_000,
+            container_max_per_minute: 10_000,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_outstanding_per_connection: 1000,
+            max_watches_per_connection: 1_000_000,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
+            force_sync: true,
+            init_limit: 10,
+            sync_limit: 5,
+            servers: Vec::new(),
+            admin_enable_server: true,
+            admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            admin_server_port: 8080,
+            metrics_port: None,
+        }
+    }
+}
+
+/// Keys ZooKeeper knows that Roost accepts without acting on them.
+const ACCEPTED_KEYS: &[&str] = &[
+    "secureClientPort",
+    "secureClientPortAddress",
+    "clientPortListenBacklog",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "observerMasterPort",
+    "connectToLearnerMasterLimit",
+    "electionAlg",
+    "quorumListenOnAllIPs",
+    "peerType",
+    "syncEnabled",
+    "dynamicConfigFile",
+    "standaloneEnabled",
+    "sslQuorum",
+    "portUnification",
+    "sslQuorumReloadCertFiles",
+    "quorum.cnxn.threads.size",
+    "metricsProvider.className",
+    "metricsProvider.exportJvmInfo",
+    "metricsProvider.httpHost",
+    "multiAddress.enabled",
+    "multiAddress.reachabilityCheckTimeoutMs",
+    "multiAddress.reachabilityCheckEnabled",
+    "oraclePath",
+    "preAllocSize",
+    "globalOutstandingLimit",
+    "admin.idleTimeout",
+    "admin.commandURL",
+    "serverCnxnFactory",
+    "maxResponseCacheSize",
+    "maxGetChildrenResponseCacheSize",
+    "commitLogCount",
+    "snapSizeLimitInKb",
+    "txnLogSizeLimitInKb",
+    "digest.enabled",
+    "audit.enable",
+    "skipACL",
+    "authProvider.1",
+    "sessionRequireClientSASLAuth",
+    "enforce.auth.enabled",
+    "enforce.auth.schemes",
+    "leaderServes",
+    "cnxTimeout",
+    "fsync.warningthresholdms",
+    "znode.container.maxNeverUsedIntervalMs",
+    "version",
+];
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "not a valid number"))
+}
+
+/// ZooKeeper reads booleans with `Boolean.parseBoolean`-like leniency, but a
+/// typo silently meaning "false" hides mistakes: accept true/false/yes/no.
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(invalid(key, value, "expected true/false or yes/no")),
+    }
+}
+
+fn parse_peer(key: &str, value: &str) -> Result<PeerSpec, ConfigError> {
+    let id = parse_num::<u64>(key, key.trim_start_matches("server."))?;
+    // Drop the optional ";clientAddress:clientPort" part.
+    let address = value.split(';').next().unwrap_or_default().trim();
+    let parts: Vec<&str> = address.split(':').collect();
+    let (host, ports, role) = match parts.as_slice() {
+        [host, peer, election] => (*host, (*peer, *election), None),
+        [host, peer, election, role] => (*host, (*peer, *election), Some(*role)),
+        _ => {
+            return Err(invalid(
+                key,
+                value,
+                "expected host:peerPort:electionPort[:observer|:participant]",
+            ))
+        }
+    };
+    let observer = match role {
+        None | Some("participant") => false,
+        Some("observer") => true,
+        Some(other) => return Err(invalid(key, value, format!("unknown role {other:?}"))),
+    };
+    Ok(PeerSpec {
+        id,
+        host: host.to_string(),
+        peer_port: parse_num(key, ports.0)?,
+        election_port: parse_num(key, ports.1)?,
+        observer,
+    })
+}
+
+impl Config {
+    /// The configuration `roost server` uses with no config file: standalone on
+    /// 2181 with a local data folder and every four-letter word enabled.
+    pub fn standalone_default() -> Self {
+        Config {
+            four_letter_words: FOUR_LETTER_WORDS.iter().map(|w| w.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    /// Reads a `zoo.cfg` file; relative `dataDir`s are taken as given (like ZooKeeper).
+    pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses `zoo.cfg` text; returns the config and the warnings to log.
+    pub fn parse(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut entries = BTreeMap::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
+                return Err(ConfigError::Syntax {
+                    line: index + 1,
+                    text: raw.to_string(),
+                });
+            };
+            entries.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        let mut config = Config::default();
+        let mut warnings = Vec::new();
+        for (key, value) in &entries {
+            let bare = key.strip_prefix("zookeeper.").unwrap_or(key);
+            match bare {
+                "tickTime" => config.tick_time_ms = parse_num(key, value)?,
+                "clientPort" => config.client_port = parse_num(key, value)?,
+                "clientPortAddress" => {
+                    config.client_port_address = value
+                        .parse()
+                        .map_err(|_| invalid(key, value, "not an IP address"))?
+                }
+                "dataDir" => config.data_dir = PathBuf::from(value),
+                "dataLogDir" => config.data_log_dir = Some(PathBuf::from(value)),
+                "maxClientCnxns" => config.max_client_cnxns = parse_num(key, value)?,
+                "minSessionTimeout" => config.min_session_timeout_ms = Some(parse_num(key, value)?),
+                "maxSessionTimeout" => config.max_session_timeout_ms = Some(parse_num(key, value)?),
+                "4lw.commands.whitelist" => {
+                    config.four_letter_words = parse_whitelist(key, value, &mut warnings)?
+                }
+                "DigestAuthenticationProvider.superDigest" => {
+                    if !value.contains(':') {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "expected user:base64(sha1(user:password))",
+                        ));
+                    }
+                    config.super_digest = Some(value.clone())
+                }
+                "extendedTypesEnabled" => config.extended_types_enabled = parse_bool(key, value)?,
+                "enableEagerACLCheck" => config.eager_acl_check = parse_bool(key, value)?,
+                "reconfigEnabled" => config.reconfig_enabled = parse_bool(key, value)?,
+                "znode.container.checkIntervalMs" => {
+                    config.container_check_interval_ms = parse_num(key, value)?
+                }
+                "znode.container.maxPerMinute" => {
+                    config.container_max_per_minute = parse_num(key, value)?
+                }
+                "jute.maxbuffer" => {
+                    let bytes: usize = parse_num(key, value)?;
+                    if bytes == 0 || bytes > 1 << 30 {
+                        return Err(invalid(key, value, "must be between 1 and 1073741824"));
+                    }
+                    config.max_frame_bytes = bytes
+                }
+                "maxOutstandingPerConnection" => {
+                    config.max_outstanding_per_connection = parse_num(key, value)?
+                }
+                "maxWatchesPerConnection" => {
+                    config.max_watches_per_connection = parse_num(key, value)?
+                }
+                "snapCount" => config.snap_count = parse_num(key, value)?,
+                "autopurge.snapRetainCount" => {
+                    config.snap_retain_count = parse_num::<usize>(key, value)?.max(3)
+                }
+                "autopurge.purgeInterval" => config.purge_interval_hours = parse_num(key, value)?,
+                "forceSync" => config.force_sync = parse_bool(key, value)?,
+                "initLimit" => config.init_limit = parse_num(key, value)?,
+                "syncLimit" => config.sync_limit = parse_num(key, value)?,
+                "admin.enableServer" => config.admin_enable_server = parse_bool(key, value)?,
+                "admin.serverAddress" => {
+                    config.admin_server_address = value
+                        .parse()
+                        .map_err(|_| invalid(key, value, "not an IP address"))?
+                }
+                "admin.serverPort" => config.admin_server_port = parse_num(key, value)?,
+                "metricsProvider.httpPort" => config.metrics_port = Some(parse_num(key, value)?),
+                k if k.starts_with("server.") => config.servers.push(parse_peer(key, value)?),
+                k if k.starts_with("group.") || k.starts_with("weight.") => warnings.push(format!(
+                    "{key}: hierarchical quorums are not supported; ignored"
+                )),
+                k if ACCEPTED_KEYS.contains(&k) => {}
+                _ => warnings.push(format!("unknown config key {key}={value}; ignored")),
+            }
+        }
+        config.validate()?;
+        Ok((config, warnings))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tick_time_ms == 0 {
+            return Err(invalid("tickTime", "0", "must be positive"));
+        }
+        let (min, max) = self.session_timeout_bounds_ms();
+        if min > max {
+            return Err(invalid(
+                "minSessionTimeout",
+                &min.to_string(),
+                format!("must not exceed maxSessionTimeout ({max})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// minSessionTimeout and maxSessionTimeout, defaulting to 2 and 20 ticks.
+    pub fn session_timeout_bounds_ms(&self) -> (u64, u64) {
+        (
+            self.min_session_timeout_ms.unwrap_or(2 * self.tick_time_ms),
+            self.max_session_timeout_ms
+                .unwrap_or(20 * self.tick_time_ms),
+        )
+    }
+
+    /// The session timeout granted for a requested one.
+    pub fn negotiate_timeout_ms(&self, requested_ms: i32) -> i32 {
+        let (min, max) = self.session_timeout_bounds_ms();
+        let granted = (requested_ms.max(0) as u64).clamp(min, max);
+        i32::try_from(granted).unwrap_or(i32::MAX)
+    }
+
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_time_ms)
+    }
+
+    /// Where the transaction log lives.
+    pub fn log_dir(&self) -> &Path {
+        self.data_log_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+}
+
+fn parse_whitelist(
+    key: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut words = Vec::new();
+    for word in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if word == "*" {
+            return Ok(FOUR_LETTER_WORDS.iter().map(|w| w.to_string()).collect());
+        }
+        if !FOUR_LETTER_WORDS.contains(&word) {
+            warnings.push(format!("{key}: unknown four-letter word {word:?}"));
+            continue;
+        }
+        words.push(word.to_string());
+    }
+    // ZooKeeper always answers srvr: zkServer.sh status depends on it.
+    if !words.iter().any(|w| w == "srvr") {
+        words.push("srvr".to_string());
+    }
+    if words.is_empty() {
+        return Err(invalid(key, value, "no four-letter words"));
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_zookeeper_keys_and_properties() {
+        let (config, warnings) = Config::parse(
+            "# comment\n\
+             tickTime=1000\nclientPort=2999\ndataDir=/tmp/zk\nmaxClientCnxns=0\n\
+             4lw.commands.whitelist=ruok, stat\n\
+             zookeeper.extendedTypesEnabled=true\n\
+             DigestAuthenticationProvider.superDigest=super:abc=\n\
+             jute.maxbuffer=2048\nserver.1=127.0.0.1:2888:3888\nserver.2=h:1:2:observer;2181\n\
+             mystery=1\n",
+        )
+        .unwrap();
+        assert_eq!(config.tick_time_ms, 1000);
+        assert_eq!(config.client_port, 2999);
+        assert_eq!(config.max_client_cnxns, 0);
+        assert_eq!(config.four_letter_words, ["ruok", "stat", "srvr"]);
+        assert!(config.extended_types_enabled);
+        assert_eq!(config.super_digest.as_deref(), Some("super:abc="));
+        assert_eq!(config.max_frame_bytes, 2048);
+        assert_eq!(config.session_timeout_bounds_ms(), (2000, 20000));
+        assert_eq!(config.servers.len(), 2);
+        assert!(config.servers[1].observer);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("mystery"));
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = Config::parse("tickTime=fast\n").unwrap_err().to_string();
+        assert!(err.contains("tickTime") && err.contains("fast"), "{err}");
+        let err = Config::parse("forceSync=maybe\n").unwrap_err().to_string();
+        assert!(err.contains("forceSync"), "{err}");
+        let err = Config::parse("minSessionTimeout=9000\nmaxSessionTimeout=100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("minSessionTimeout"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_are_clamped_to_the_negotiable_range() {
+        let config = Config::default();
+        assert_eq!(config.negotiate_timeout_ms(100), 4000);
+        assert_eq!(config.negotiate_timeout_ms(30000), 30000);
+        assert_eq!(config.negotiate_timeout_ms(1_000_000), 40000);
+    }
+}
