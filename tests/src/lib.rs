@@ -1,0 +1,5 @@
+//! Test harness shared by Roost's black-box, interop and differential tests:
+//! a raw-frame client ([`raw`]) and servers to point it at ([`servers`]).
+
+pub mod raw;
+pub mod servers;

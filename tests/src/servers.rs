@@ -1,0 +1,152 @@
+//! Servers for tests: Roost in-process on a free port, and the real Apache
+//! ZooKeeper (Debian package) as a child process, both stopped on drop.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use roost_server::{Config, Server};
+
+/// A Roost server running on its own runtime in a background thread.
+pub struct RoostServer {
+    pub addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<Server>,
+    _data: tempfile::TempDir,
+}
+
+impl RoostServer {
+    /// Standalone on 127.0.0.1, a free port, a temporary data folder, every
+    /// four-letter word enabled, TTL nodes on, and `tweak` applied last.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<RoostServer> {
+        let data = tempfile::tempdir()?;
+        let mut config = Config::standalone_default();
+        config.client_port = 0;
+        config.client_port_address = [127, 0, 0, 1].into();
+        config.data_dir = data.path().to_path_buf();
+        config.extended_types_enabled = true;
+        config.max_client_cnxns = 0;
+        tweak(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let server = runtime.block_on(Server::start(config))?;
+        Ok(RoostServer {
+            addr: server.local_addr(),
+            runtime: Some(runtime),
+            server: Some(server),
+            _data: data,
+        })
+    }
+
+    pub fn start() -> anyhow::Result<RoostServer> {
+        Self::start_with(|_| {})
+    }
+}
+
+impl Drop for RoostServer {
+    fn drop(&mut self) {
+        if let (Some(runtime), Some(server)) = (self.runtime.take(), self.server.take()) {
+            runtime.block_on(server.shutdown());
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// The Debian `zookeeper` package's jars.
+const ZK_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar";
+
+/// Whether the real ZooKeeper is installed here.
+pub fn zookeeper_installed() -> bool {
+    Path::new("/usr/share/java/zookeeper.jar").exists() && Path::new("/usr/bin/java").exists()
+}
+
+/// A standalone Apache ZooKeeper child process.
+pub struct ZooKeeper {
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl ZooKeeper {
+    /// Starts ZooKeeper with a fresh data folder; `extra` lines go into zoo.cfg.
+    pub fn start(extra: &[&str]) -> anyhow::Result<ZooKeeper> {
+        if !zookeeper_installed() {
+            bail!("Apache ZooKeeper is not installed (apt-get install zookeeper)");
+        }
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let mut cfg = format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\n",
+            dir.path().join("data").display()
+        );
+        for line in extra {
+            cfg.push_str(line);
+            cfg.push('\n');
+        }
+        let cfg_path = dir.path().join("zoo.cfg");
+        std::fs::write(&cfg_path, cfg)?;
+        let child = Command::new("/usr/bin/java")
+            .args([
+                "-Xmx256m",
+                "-Dzookeeper.extendedTypesEnabled=true",
+                "-Dznode.container.checkIntervalMs=3600000",
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                "-cp",
+                ZK_CLASSPATH,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            ])
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting java")?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let zk = ZooKeeper {
+            addr,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if four_letter(addr, "srvr").contains("Mode: standalone") {
+                return Ok(zk);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("ZooKeeper did not start on {addr} within 60 s")
+    }
+}
+
+/// A four-letter word's answer, or "" if the server is not answering yet.
+fn four_letter(addr: SocketAddr, word: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return String::new();
+    };
+    use std::io::Write;
+    if stream.write_all(word.as_bytes()).is_err() {
+        return String::new();
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
