@@ -844,8 +844,10 @@ fn containers_and_ttl(ctx: &mut Ctx) {
     );
 }
 
-/// Every scenario, with the number of sessions it uses.
-const SCENARIOS: &[(&str, usize, fn(&mut Ctx))] = &[
+/// A scenario: its name, how many sessions it uses, and its steps.
+type Scenario = (&'static str, usize, fn(&mut Ctx));
+
+const SCENARIOS: &[Scenario] = &[
     ("crud", 1, crud),
     ("sequential names and stats", 1, sequential_and_stats),
     ("validation order", 1, validation_order),
