@@ -80,7 +80,10 @@ fn legacy_44_byte_handshake_gets_36_byte_answer_and_works() {
     };
     assert_eq!(request.to_bytes().len(), 44);
     let response = client.handshake(&request).unwrap().unwrap();
-    assert_eq!(response.read_only, None, "legacy clients get no readOnly byte");
+    assert_eq!(
+        response.read_only, None,
+        "legacy clients get no readOnly byte"
+    );
     assert_eq!(response.to_bytes().len(), 36);
     assert_ne!(response.session_id, 0);
     assert_eq!(response.passwd.len(), 16);
@@ -248,11 +251,20 @@ fn watch_commands_report_watches() {
     client.call(&exists("/w1", true)).unwrap();
     client.call(&get("/zookeeper", true)).unwrap();
     let wchs = four_letter_word(server.addr, "wchs").unwrap();
-    assert!(wchs.starts_with("1 connections watching 2 paths\nTotal watches:2"), "{wchs}");
+    assert!(
+        wchs.starts_with("1 connections watching 2 paths\nTotal watches:2"),
+        "{wchs}"
+    );
     let wchc = four_letter_word(server.addr, "wchc").unwrap();
-    assert!(wchc.contains(&format!("0x{:x}\n\t/w1\n\t/zookeeper\n", client.session_id)), "{wchc}");
+    assert!(
+        wchc.contains(&format!("0x{:x}\n\t/w1\n\t/zookeeper\n", client.session_id)),
+        "{wchc}"
+    );
     let cons = four_letter_word(server.addr, "cons").unwrap();
-    assert!(cons.contains(&format!("sid=0x{:x}", client.session_id)), "{cons}");
+    assert!(
+        cons.contains(&format!("sid=0x{:x}", client.session_id)),
+        "{cons}"
+    );
 }
 
 #[test]
@@ -262,12 +274,22 @@ fn pipelined_requests_are_answered_in_order_and_read_their_writes() {
     let mut xids = Vec::new();
     for i in 0..200 {
         let path = format!("/p{i}");
-        xids.push(client.send(&create(&path, &i.to_string(), CreateMode::Persistent)).unwrap());
+        xids.push(
+            client
+                .send(&create(&path, &i.to_string(), CreateMode::Persistent))
+                .unwrap(),
+        );
         xids.push(client.send(&get(&path, false)).unwrap());
     }
     for (n, xid) in xids.iter().enumerate() {
         let frame = client.next_frame().unwrap().unwrap();
-        let Frame::Reply { xid: got, err, body, .. } = frame else {
+        let Frame::Reply {
+            xid: got,
+            err,
+            body,
+            ..
+        } = frame
+        else {
             panic!("unexpected {frame:?}");
         };
         assert_eq!(got, *xid, "replies in request order");
@@ -287,7 +309,9 @@ fn notifications_carry_the_zxid_of_their_transaction() {
     let mut watcher = RawClient::connect(server.addr).unwrap();
     let mut writer = RawClient::connect(server.addr).unwrap();
     watcher.call(&exists("/z", true)).unwrap();
-    let created = writer.call(&create("/z", "", CreateMode::Persistent)).unwrap();
+    let created = writer
+        .call(&create("/z", "", CreateMode::Persistent))
+        .unwrap();
     let event = watcher.next_event().unwrap();
     assert_eq!(
         event,
@@ -347,8 +371,14 @@ fn persistent_watch_types_can_be_checked_and_removed() {
             .unwrap()
             .err()
     };
-    assert_eq!(check(&mut client, WatcherType::PersistentRecursive), Some(ErrorCode::Ok));
-    assert_eq!(check(&mut client, WatcherType::Persistent), Some(ErrorCode::NoWatcher));
+    assert_eq!(
+        check(&mut client, WatcherType::PersistentRecursive),
+        Some(ErrorCode::Ok)
+    );
+    assert_eq!(
+        check(&mut client, WatcherType::Persistent),
+        Some(ErrorCode::NoWatcher)
+    );
     let removed = client
         .call(&Request::RemoveWatches(WatchesRequest {
             path: "/r".into(),
@@ -356,7 +386,10 @@ fn persistent_watch_types_can_be_checked_and_removed() {
         }))
         .unwrap();
     assert_eq!(removed.err(), Some(ErrorCode::Ok));
-    assert_eq!(check(&mut client, WatcherType::Any), Some(ErrorCode::NoWatcher));
+    assert_eq!(
+        check(&mut client, WatcherType::Any),
+        Some(ErrorCode::NoWatcher)
+    );
 }
 
 #[test]
@@ -366,7 +399,9 @@ fn expired_session_loses_its_ephemerals_and_cannot_reattach() {
     let mut doomed =
         RawClient::connect_as(server.addr, 0, Bytes::from_static(&[0; 16]), 200).unwrap();
     assert_eq!(doomed.timeout_ms, 200);
-    doomed.call(&create("/e", "", CreateMode::Ephemeral)).unwrap();
+    doomed
+        .call(&create("/e", "", CreateMode::Ephemeral))
+        .unwrap();
     observer.call(&exists("/e", true)).unwrap();
     let (id, password) = (doomed.session_id, doomed.password.clone());
     // The doomed client goes silent; the observer keeps its own session alive.
@@ -377,8 +412,13 @@ fn expired_session_loses_its_ephemerals_and_cannot_reattach() {
             event => break event,
         }
     };
-    assert!(matches!(event, Frame::Notification { event: EventType::NodeDeleted, ref path, .. } if path == "/e"));
-    assert!(doomed.is_closed_by_server(), "the expired session's connection is closed");
+    assert!(
+        matches!(event, Frame::Notification { event: EventType::NodeDeleted, ref path, .. } if path == "/e")
+    );
+    assert!(
+        doomed.is_closed_by_server(),
+        "the expired session's connection is closed"
+    );
     let mut again = RawClient::open(server.addr).unwrap();
     let answer = again
         .handshake(&ConnectRequest {
@@ -391,7 +431,10 @@ fn expired_session_loses_its_ephemerals_and_cannot_reattach() {
         })
         .unwrap()
         .unwrap();
-    assert_eq!(answer.session_id, 0, "expired sessions get the zeroed answer");
+    assert_eq!(
+        answer.session_id, 0,
+        "expired sessions get the zeroed answer"
+    );
     assert_eq!(answer.timeout_ms, 0);
 }
 
@@ -470,7 +513,9 @@ fn empty_containers_and_expired_ttl_nodes_are_reaped() {
     client
         .call(&flavoured(OpCode::CreateContainer, "/c", 4, -1))
         .unwrap();
-    client.call(&create("/c/kid", "", CreateMode::Persistent)).unwrap();
+    client
+        .call(&create("/c/kid", "", CreateMode::Persistent))
+        .unwrap();
     client
         .call(&flavoured(OpCode::CreateTtl, "/t", 5, 100))
         .unwrap();
@@ -482,7 +527,9 @@ fn empty_containers_and_expired_ttl_nodes_are_reaped() {
         }))
         .unwrap();
     let deleted = client.next_event().unwrap();
-    assert!(matches!(deleted, Frame::Notification { event: EventType::NodeDeleted, ref path, .. } if path == "/c"));
+    assert!(
+        matches!(deleted, Frame::Notification { event: EventType::NodeDeleted, ref path, .. } if path == "/c")
+    );
     assert!(eventually(Duration::from_secs(5), || {
         client.call(&exists("/t", false)).unwrap().err() == Some(ErrorCode::NoNode)
     }));

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of Roost: lints, unit/scenario/black-box/differential tests
+# (cargo), then the interop tests that drive Roost with kazoo, zkCli and the C
+# client. Installs what the tests need first (kazoo and pytest from PyPI; the
+# Apache ZooKeeper Debian packages when running as root with apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+ensure_python_packages() {
+  if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
+    log "installing kazoo and pytest from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check 'kazoo==2.11.0' pytest
+  fi
+}
+
+ensure_zookeeper() {
+  if [[ -f /usr/share/java/zookeeper.jar && -x /usr/lib/zookeeper/bin/cli_mt ]]; then
+    return
+  fi
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Apache ZooKeeper (Debian packages zookeeper, zookeeper-bin)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper zookeeper-bin >/dev/null
+  else
+    echo "Apache ZooKeeper is not installed and cannot be installed here (needs root + apt)." >&2
+    echo "Install the zookeeper and zookeeper-bin packages, or set ROOST_SKIP_ZK=1 to skip" >&2
+    echo "the comparisons against it." >&2
+    [[ -n ${ROOST_SKIP_ZK:-} ]] || exit 1
+  fi
+}
+
+ensure_python_packages
+ensure_zookeeper
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo build --release"
+cargo build --release --workspace --quiet
+
+log "cargo test --release"
+cargo test --release --workspace --quiet
+
+log "interop tests (kazoo, zkCli, cli_mt)"
+ROOST_BIN="$PWD/target/release/roost" python3 -m pytest -q tests/interop
+
+log "all tests passed"
