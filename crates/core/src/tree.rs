@@ -150,6 +150,32 @@ impl Tree {
         tree
     }
 
+    /// Rebuilds a tree from its nodes (snapshot loading). Each node's
+    /// `children` must already list its children; the container, TTL and size
+    /// indexes are recomputed here.
+    pub fn from_nodes(nodes: impl IntoIterator<Item = (Arc<str>, Node)>) -> Tree {
+        let mut containers = Vec::new();
+        let mut ttls = Vec::new();
+        let mut data_bytes = 0u64;
+        let nodes: HashMap<Arc<str>, Node> = nodes
+            .into_iter()
+            .inspect(|(path, node)| {
+                data_bytes += (path.len() + node.data.len()) as u64;
+                match node.kind {
+                    NodeKind::Container => containers.push(path.clone()),
+                    NodeKind::Ttl(_) => ttls.push(path.clone()),
+                    _ => {}
+                }
+            })
+            .collect();
+        Tree {
+            nodes,
+            containers: containers.into_iter().collect(),
+            ttls: ttls.into_iter().collect(),
+            data_bytes,
+        }
+    }
+
     /// Looks a node up. `""` is the root, as in ZooKeeper.
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(if path.is_empty() { "/" } else { path })

@@ -1,0 +1,18 @@
+//! `roost-storage`: everything Roost keeps on disk.
+//!
+//! - [`wal`]: the segmented write-ahead log (preallocated segments, crc32c
+//!   records, torn-tail recovery, suffix truncation, prefix purge);
+//! - [`snapshot`]: whole-state snapshot files, exact at one log position;
+//! - [`meta`]: small atomically replaced files (the vote, the purge point);
+//! - [`fs`]: the file-system trait all of it goes through, with a
+//!   fault-injecting implementation for tests.
+
+pub mod error;
+pub mod fs;
+pub mod meta;
+pub mod snapshot;
+pub mod wal;
+
+pub use error::StorageError;
+pub use fs::{Faults, FaultyFs, FileSystem, StdFs};
+pub use wal::{preallocate_spare, Record, Wal, WalOptions};
