@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -81,12 +81,16 @@ fn run_server(
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut server = Server::start(config).await?;
-        tokio::select! {
-            _ = server.wait() => {}
-            _ = shutdown_signal() => info!("shutting down"),
-        }
+        let fatal = tokio::select! {
+            fatal = server.wait() => Some(fatal),
+            _ = shutdown_signal() => None,
+        };
+        info!("shutting down");
         server.shutdown().await;
-        anyhow::Ok(())
+        match fatal {
+            Some(fatal) => Err(anyhow::Error::new(fatal).context("server stopped")),
+            None => Ok(()),
+        }
     })
 }
 

@@ -139,6 +139,11 @@ impl Reader {
         Ok(Some(count as usize))
     }
 
+    /// The next `n` bytes, unparsed.
+    pub fn read_bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        self.take(n)
+    }
+
     /// The rest of the payload, unparsed.
     pub fn read_rest(&mut self) -> Bytes {
         let rest = self.buf.slice(self.pos..);

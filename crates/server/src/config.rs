@@ -71,6 +71,8 @@ pub struct Config {
     pub max_watches_per_connection: usize,
     pub snap_count: u64,
     pub snap_retain_count: usize,
+    /// Size of each preallocated log segment (`preAllocSize`, given in KiB).
+    pub prealloc_bytes: u64,
     pub purge_interval_hours: u64,
     pub force_sync: bool,
     pub init_limit: u64,
@@ -105,6 +107,7 @@ impl Default for Config {
             max_watches_per_connection: 1_000_000,
             snap_count: 100_000,
             snap_retain_count: 3,
+            prealloc_bytes: 64 << 20,
             purge_interval_hours: 0,
             force_sync: true,
             init_limit: 10,
@@ -144,7 +147,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "multiAddress.reachabilityCheckTimeoutMs",
     "multiAddress.reachabilityCheckEnabled",
     "oraclePath",
-    "preAllocSize",
     "globalOutstandingLimit",
     "admin.idleTimeout",
     "admin.commandURL",
@@ -311,6 +313,13 @@ impl Config {
                     config.max_watches_per_connection = parse_num(key, value)?
                 }
                 "snapCount" => config.snap_count = parse_num(key, value)?,
+                "preAllocSize" => {
+                    let kib: u64 = parse_num(key, value)?;
+                    if !(64..=4 << 20).contains(&kib) {
+                        return Err(invalid(key, value, "must be between 64 and 4194304 (KiB)"));
+                    }
+                    config.prealloc_bytes = kib << 10
+                }
                 "autopurge.snapRetainCount" => {
                     config.snap_retain_count = parse_num::<usize>(key, value)?.max(3)
                 }

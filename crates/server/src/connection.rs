@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::shared::{wall_clock_ms, ConnEntry, ConnId, ConnMsg, Shared, CONN_BACKLOG_MAX};
+use crate::shared::{wall_clock_ms, ConnEntry, ConnId, ConnMsg, Mailbox, Shared};
 use crate::stats::ConnStats;
 
 /// Stop reading requests while this many reply bytes wait to be written.
@@ -55,6 +55,8 @@ pub enum ConnError {
     HandshakeTimeout(Duration),
     #[error("server shutting down")]
     ShuttingDown,
+    #[error("session not created: {0}")]
+    Refused(ErrorCode),
 }
 
 impl From<DecodeError> for ConnError {
@@ -77,7 +79,15 @@ enum Incoming {
     Unimplemented,
 }
 
-/// A write proposed and not yet applied.
+/// How a request is scheduled on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Write,
+    Read,
+    Sync,
+}
+
+/// A write proposed and not yet applied (or a sync waiting for its barrier).
 struct Pending {
     xid: i32,
     opcode: OpCode,
@@ -87,8 +97,8 @@ struct Pending {
 /// Serves one accepted TCP connection until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (tx, inbox) = mpsc::unbounded_channel();
-    let mut conn = Connection::new(shared, peer, tx, inbox);
+    let (mailbox, inbox) = Mailbox::new();
+    let mut conn = Connection::new(shared, peer, mailbox, inbox);
     let (mut rd, mut wr) = stream.into_split();
     match conn.run(&mut rd, &mut wr).await {
         Ok(()) => debug!(conn = conn.id, %peer, "connection closed"),
@@ -109,12 +119,14 @@ struct Connection {
     session_id: i64,
     identities: Vec<Id>,
     inbox: mpsc::UnboundedReceiver<ConnMsg>,
-    backlog: Arc<AtomicUsize>,
+    mailbox: Mailbox,
     stats: Arc<ConnStats>,
     inbuf: BytesMut,
     out: BytesMut,
     queue: VecDeque<Queued>,
     pending: VecDeque<Pending>,
+    /// A `sync` is waiting for its read barrier: nothing after it starts.
+    sync_pending: bool,
     closing: Option<&'static str>,
 }
 
@@ -122,18 +134,16 @@ impl Connection {
     fn new(
         shared: Arc<Shared>,
         peer: SocketAddr,
-        tx: mpsc::UnboundedSender<ConnMsg>,
+        mailbox: Mailbox,
         inbox: mpsc::UnboundedReceiver<ConnMsg>,
     ) -> Self {
         let id = shared.next_conn_id();
         let identities = vec![Id::new("ip", peer.ip().to_canonical().to_string())];
-        let backlog = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(ConnStats::new(wall_clock_ms()));
         shared.registry().conns.insert(
             id,
             ConnEntry {
-                tx,
-                backlog: backlog.clone(),
+                mailbox: mailbox.clone(),
                 identities: Arc::new(identities.clone()),
                 session_id: 0,
                 peer,
@@ -147,12 +157,13 @@ impl Connection {
             session_id: 0,
             identities,
             inbox,
-            backlog,
+            mailbox,
             stats,
             inbuf: BytesMut::with_capacity(8 * 1024),
             out: BytesMut::with_capacity(8 * 1024),
             queue: VecDeque::new(),
             pending: VecDeque::new(),
+            sync_pending: false,
             closing: None,
         }
     }
@@ -280,15 +291,19 @@ impl Connection {
         })
         .await?;
         loop {
-            match self.inbox.recv().await {
-                Some(ConnMsg::Completed { .. }) => {
-                    self.backlog.fetch_sub(1, Ordering::Relaxed);
-                    return Ok((session_id, password));
+            let msg = self.inbox.recv().await;
+            if msg.is_some() {
+                self.mailbox.taken();
+            }
+            match msg {
+                Some(ConnMsg::Completed { result: Ok(_), .. }) => {
+                    return Ok((session_id, password))
                 }
+                Some(ConnMsg::Completed {
+                    result: Err(code), ..
+                }) => return Err(ConnError::Refused(code)),
                 Some(ConnMsg::Close(_)) | None => return Err(ConnError::ShuttingDown),
-                Some(ConnMsg::Notify { .. }) => {
-                    self.backlog.fetch_sub(1, Ordering::Relaxed);
-                }
+                Some(ConnMsg::Notify { .. }) => {}
             }
         }
     }
@@ -302,10 +317,7 @@ impl Connection {
             let mut registry = self.shared.registry();
             if let Some(old) = registry.by_session.remove(&id) {
                 if let Some(entry) = registry.conns.get(&old) {
-                    entry.send(
-                        ConnMsg::Close("session moved to a new connection"),
-                        CONN_BACKLOG_MAX,
-                    );
+                    entry.send(ConnMsg::Close("session moved to a new connection"));
                 }
             }
         }
@@ -405,27 +417,59 @@ impl Connection {
     }
 
     /// Starts queued requests in order: writes at once, reads only when no
-    /// earlier write is still pending.
+    /// earlier write is still pending, a `sync` alone.
     async fn pump(&mut self) -> Result<(), ConnError> {
-        while self.closing.is_none() {
+        while self.closing.is_none() && !self.sync_pending {
             let Some(front) = self.queue.front() else {
                 break;
             };
-            let is_write = matches!(&front.incoming, Incoming::Request(r) if r.is_write());
-            if !is_write && !self.pending.is_empty() {
+            let kind = match &front.incoming {
+                Incoming::Request(r) if r.is_write() => Kind::Write,
+                Incoming::Request(Request::Sync(_)) => Kind::Sync,
+                _ => Kind::Read,
+            };
+            if kind != Kind::Write && !self.pending.is_empty() {
                 break;
             }
             let Some(queued) = self.queue.pop_front() else {
                 break;
             };
-            match queued.incoming {
-                Incoming::Request(request) if is_write => {
+            match (kind, queued.incoming) {
+                (Kind::Write, Incoming::Request(request)) => {
                     self.submit(queued.xid, request, queued.received).await?
                 }
-                incoming => self.execute(queued.xid, incoming, queued.received),
+                (Kind::Sync, Incoming::Request(Request::Sync(r))) => {
+                    self.start_sync(queued.xid, r.path, queued.received)
+                }
+                (_, incoming) => self.execute(queued.xid, incoming, queued.received),
             }
         }
         Ok(())
+    }
+
+    /// `sync`: answered once this server has applied everything the leader
+    /// had committed (a read barrier), after every earlier request.
+    fn start_sync(&mut self, xid: i32, path: String, received: Instant) {
+        self.pending.push_back(Pending {
+            xid,
+            opcode: OpCode::Sync,
+            received,
+        });
+        self.sync_pending = true;
+        let shared = self.shared.clone();
+        let mailbox = self.mailbox.clone();
+        tokio::spawn(async move {
+            let barrier = match shared.consensus.get() {
+                Some(handle) => handle.read_barrier().await,
+                None => Ok(()),
+            };
+            let zxid = shared.state().last_zxid();
+            mailbox.send(ConnMsg::Completed {
+                cxid: xid,
+                zxid,
+                result: barrier.map(|()| Response::Sync(path)),
+            });
+        });
     }
 
     async fn submit(
@@ -634,7 +678,7 @@ impl Connection {
     }
 
     fn on_message(&mut self, msg: ConnMsg) {
-        self.backlog.fetch_sub(1, Ordering::Relaxed);
+        self.mailbox.taken();
         match msg {
             ConnMsg::Notify { zxid, event, path } => self.notify(zxid, event, &path),
             ConnMsg::Completed { cxid, zxid, result } => {
@@ -643,9 +687,22 @@ impl Connection {
                         "session 0x{:x}: reply for xid {cxid} with nothing pending",
                         self.session_id
                     );
+                    self.closing = Some("reply out of order");
                     return;
                 };
-                debug_assert_eq!(pending.xid, cxid, "writes complete in the order proposed");
+                if pending.xid != cxid {
+                    // A broken ordering invariant: never send a client a reply
+                    // under the wrong xid.
+                    warn!(
+                        "session 0x{:x}: reply for xid {cxid} while xid {} was first; closing",
+                        self.session_id, pending.xid
+                    );
+                    self.closing = Some("reply out of order");
+                    return;
+                }
+                if pending.opcode == OpCode::Sync {
+                    self.sync_pending = false;
+                }
                 self.shared
                     .stats
                     .outstanding

@@ -1,33 +1,14 @@
-//! Background work of the leader: the standalone log, session expiry and the
-//! container/TTL reaper. Each is a task that proposes entries; none changes
-//! state directly.
+//! Background work of the leader: session expiry and the container/TTL
+//! reaper. Each is a task that proposes entries; none changes state directly.
+//! Followers run them too but propose nothing while they are not leader.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roost_core::{Entry, Txn};
-use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use crate::apply::apply_committed;
-use crate::shared::{wall_clock_ms, Proposal, Shared};
-
-/// Entries one pass of the log takes at once; bounds the time the state lock is held.
-const LOG_BATCH_MAX: usize = 256;
-
-/// The standalone write path until the replicated log takes over: stamps each
-/// proposal with the leader's clock and applies it in arrival order.
-pub async fn run_standalone_log(shared: Arc<Shared>, mut proposals: mpsc::Receiver<Proposal>) {
-    let mut batch = Vec::with_capacity(LOG_BATCH_MAX);
-    while proposals.recv_many(&mut batch, LOG_BATCH_MAX).await > 0 {
-        let now_ms = wall_clock_ms() as i64;
-        for entry in &mut batch {
-            entry.time_ms = now_ms;
-        }
-        apply_committed(&shared, &batch);
-        batch.clear();
-    }
-}
+use crate::shared::{wall_clock_ms, Shared};
 
 /// An entry made by the server itself (no client connection waits for it).
 pub fn server_entry(session_id: i64, txn: Txn) -> Entry {
@@ -81,6 +62,9 @@ pub async fn reap_containers(shared: Arc<Shared>) {
     ticker.tick().await;
     loop {
         ticker.tick().await;
+        if !shared.is_leader() {
+            continue;
+        }
         let candidates = shared
             .state()
             .reap_candidates(wall_clock_ms() as i64, per_pass);

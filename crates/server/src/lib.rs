@@ -1,8 +1,9 @@
 //! `roost-server`: the tokio shell around `roost-core`.
 //!
-//! [`Server::start`] binds the client port and runs: the accept loop (with
-//! the per-IP connection limit), one task per connection
-//! ([`connection`]), the write path that applies entries in log order
+//! [`Server::start`] recovers the replica (snapshot + log, through
+//! `roost-consensus`), then binds the client port and runs: the accept loop
+//! (with the per-IP connection limit), one task per connection
+//! ([`connection`]), the apply path that tells connections what changed
 //! ([`apply`]), session expiry and the container/TTL reaper
 //! ([`housekeeping`]). Configuration comes from `zoo.cfg` ([`config`]).
 
@@ -19,10 +20,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use roost_consensus::{Consensus, ConsensusConfig, ConsensusError};
 use roost_core::{State, StateConfig};
+use roost_storage::{FileSystem, StdFs, WalOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::{Config, ConfigError};
 use shared::Shared;
@@ -30,10 +35,14 @@ use shared::Shared;
 /// Proposals waiting for the log; a full queue slows connections down.
 const PROPOSAL_QUEUE_MAX: usize = 16 * 1024;
 
+/// How long recovery may take to replay the log before the server gives up.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    consensus: Consensus,
     tasks: JoinSet<()>,
 }
 
@@ -44,36 +53,93 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot recover the data in {dir}: {source}")]
+    Recovery {
+        dir: std::path::PathBuf,
+        source: ConsensusError,
+    },
+    #[error("recovery did not finish replaying the log within {0:?}")]
+    RecoveryTimeout(Duration),
 }
 
+/// The server stopped because something it depends on failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
 impl Server {
-    /// Starts a standalone server and returns once it accepts connections.
+    /// Starts a standalone server on the real file system.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        let addr = SocketAddr::new(config.client_port_address, config.client_port);
+        Server::start_with_fs(config, Arc::new(StdFs)).await
+    }
+
+    /// Recovers the data, then serves clients; returns once it accepts
+    /// connections. `fs` lets tests inject disk faults.
+    pub async fn start_with_fs(
+        config: Config,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<Server, StartError> {
+        let state_config = StateConfig {
+            extended_types: config.extended_types_enabled,
+            reconfig_enabled: config.reconfig_enabled,
+        };
+        if !config.force_sync {
+            warn!("forceSync=no: writes are acknowledged before they reach the disk; a crash or power loss CAN LOSE ACKNOWLEDGED WRITES");
+        }
+        let consensus_config = ConsensusConfig {
+            wal: WalOptions {
+                segment_bytes: config.prealloc_bytes,
+                force_sync: config.force_sync,
+                ..WalOptions::default()
+            },
+            snap_count: config.snap_count,
+            snap_retain: config.snap_retain_count,
+            ..ConsensusConfig::standalone(
+                config.data_dir.clone(),
+                config.log_dir().to_path_buf(),
+                state_config.clone(),
+            )
+        };
+        let data_dir = config.data_dir.clone();
+        let (proposals, proposal_rx) = tokio::sync::mpsc::channel(PROPOSAL_QUEUE_MAX);
+        let shared = Arc::new(Shared::new(config, 1, State::new(state_config), proposals));
+        let host = Arc::new(apply::Host(shared.clone()));
+        let consensus = Consensus::start(consensus_config, fs, host, proposal_rx)
+            .await
+            .map_err(|source| StartError::Recovery {
+                dir: data_dir,
+                source,
+            })?;
+        let _ = shared.consensus.set(consensus.handle());
+        if !consensus.wait_caught_up(RECOVERY_TIMEOUT).await {
+            consensus.shutdown().await;
+            return Err(StartError::RecoveryTimeout(RECOVERY_TIMEOUT));
+        }
+        let addr = SocketAddr::new(shared.config.client_port_address, shared.config.client_port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let state = State::new(StateConfig {
-            extended_types: config.extended_types_enabled,
-            reconfig_enabled: config.reconfig_enabled,
-        });
-        let (proposals, proposal_rx) = tokio::sync::mpsc::channel(PROPOSAL_QUEUE_MAX);
-        let shared = Arc::new(Shared::new(config, 1, state, proposals));
         let mut tasks = JoinSet::new();
-        tasks.spawn(housekeeping::run_standalone_log(
-            shared.clone(),
-            proposal_rx,
-        ));
         tasks.spawn(housekeeping::expire_sessions(shared.clone()));
         tasks.spawn(housekeeping::reap_containers(shared.clone()));
+        tasks.spawn(watch_health(shared.clone()));
         tasks.spawn(accept_loop(shared.clone(), listener));
-        info!("serving clients on {local_addr} (standalone)");
+        {
+            let state = shared.state();
+            info!(
+                "serving clients on {local_addr} (standalone): {} znodes, {} sessions, zxid 0x{:x}",
+                state.tree().len(),
+                state.sessions().len(),
+                state.last_zxid()
+            );
+        }
         Ok(Server {
             local_addr,
             shared,
+            consensus,
             tasks,
         })
     }
@@ -87,16 +153,18 @@ impl Server {
         self.shared.state().last_zxid()
     }
 
-    /// Runs until one of the server's tasks ends (which only happens on a fatal error).
-    pub async fn wait(&mut self) {
-        if let Some(Err(e)) = self.tasks.join_next().await {
-            warn!("server task failed: {e}");
+    /// Runs until a fatal error stops the server.
+    pub async fn wait(&mut self) -> Fatal {
+        match self.tasks.join_next().await {
+            Some(Err(e)) => Fatal(format!("server task failed: {e}")),
+            _ => Fatal("storage failed; see the log above".into()),
         }
     }
 
-    /// Stops accepting and drops every connection.
+    /// Stops accepting, drops every connection, stops the replica.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
+        self.consensus.shutdown().await;
     }
 }
 
@@ -115,6 +183,20 @@ impl Drop for IpSlot {
                     counts.remove(&self.ip);
                 }
             }
+        }
+    }
+}
+
+/// Ends (and so stops the server) once storage has failed: after a failed
+/// fsync nothing written since can be trusted, so serving on would risk
+/// acknowledging writes that are not durable.
+async fn watch_health(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticker.tick().await;
+        if shared.consensus.get().is_some_and(|c| c.failed()) {
+            error!("storage failed: stopping the server");
+            return;
         }
     }
 }

@@ -11,9 +11,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use roost_consensus::AppliedMark;
 use roost_core::{Entry, State, WatchTable};
 use roost_proto::{ErrorCode, EventType, Id, Response};
 use tokio::sync::mpsc;
@@ -23,7 +24,7 @@ use crate::stats::{ConnStats, ServerStats};
 use crate::tracker::SessionTracker;
 
 /// A connection's id on this server; also its watcher id and the `origin`
-/// of the entries it proposes. The top 16 bits hold the server id.
+/// of the entries it proposes (see [`Shared::next_conn_id`]).
 pub type ConnId = u64;
 
 /// Messages queued on a connection by the apply path and by other connections.
@@ -46,11 +47,48 @@ pub enum ConnMsg {
     Close(&'static str),
 }
 
+/// The way into a connection's inbox, with the count that bounds it.
+#[derive(Clone)]
+pub struct Mailbox {
+    tx: mpsc::UnboundedSender<ConnMsg>,
+    /// Messages queued but not yet taken by the connection.
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Mailbox {
+    pub fn new() -> (Mailbox, mpsc::UnboundedReceiver<ConnMsg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Mailbox {
+                tx,
+                backlog: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Queues a message; a connection over its backlog bound is told to close
+    /// instead (a client that does not read its events cannot stall the server).
+    pub fn send(&self, msg: ConnMsg) {
+        let queued = self.backlog.fetch_add(1, Ordering::Relaxed);
+        let msg = if queued >= CONN_BACKLOG_MAX {
+            ConnMsg::Close("too many undelivered messages")
+        } else {
+            msg
+        };
+        // A closed receiver means the connection is already gone: nothing to do.
+        let _ = self.tx.send(msg);
+    }
+
+    /// Called by the connection for each message it takes.
+    pub fn taken(&self) {
+        self.backlog.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A connection as the rest of the server sees it.
 pub struct ConnEntry {
-    pub tx: mpsc::UnboundedSender<ConnMsg>,
-    /// Messages queued but not yet taken by the connection (bounded).
-    pub backlog: Arc<AtomicUsize>,
+    pub mailbox: Mailbox,
     pub identities: Arc<Vec<Id>>,
     pub session_id: i64,
     pub peer: SocketAddr,
@@ -58,17 +96,8 @@ pub struct ConnEntry {
 }
 
 impl ConnEntry {
-    /// Queues a message; a connection over its backlog bound is told to close
-    /// instead (a client that does not read its events cannot stall the server).
-    pub fn send(&self, msg: ConnMsg, backlog_max: usize) {
-        let queued = self.backlog.fetch_add(1, Ordering::Relaxed);
-        let msg = if queued >= backlog_max {
-            ConnMsg::Close("too many undelivered messages")
-        } else {
-            msg
-        };
-        // A closed receiver means the connection is already gone: nothing to do.
-        let _ = self.tx.send(msg);
+    pub fn send(&self, msg: ConnMsg) {
+        self.mailbox.send(msg);
     }
 }
 
@@ -81,13 +110,13 @@ pub struct Registry {
 
 impl Registry {
     /// Sends to the connection holding `session_id`, if any.
-    pub fn send_to_session(&self, session_id: i64, msg: ConnMsg, backlog_max: usize) {
+    pub fn send_to_session(&self, session_id: i64, msg: ConnMsg) {
         if let Some(entry) = self
             .by_session
             .get(&session_id)
             .and_then(|c| self.conns.get(c))
         {
-            entry.send(msg, backlog_max);
+            entry.send(msg);
         }
     }
 }
@@ -102,11 +131,19 @@ pub struct Shared {
     pub config: Config,
     pub server_id: u64,
     state: RwLock<State>,
+    /// Where `state` stands in the replicated log; changed only with `state`
+    /// write-locked, so the pair is always consistent.
+    mark: Mutex<AppliedMark>,
     watches: Mutex<WatchTable>,
     registry: Mutex<Registry>,
     tracker: Mutex<SessionTracker>,
     pub stats: ServerStats,
     pub proposals: mpsc::Sender<Proposal>,
+    /// The replica, once started (read barriers, leadership, health).
+    pub consensus: OnceLock<roost_consensus::Handle>,
+    /// Distinguishes this process's connection ids from an earlier run's,
+    /// whose entries may be replayed from the log.
+    incarnation: u64,
     next_conn: AtomicU64,
     next_session: AtomicU64,
     pub started: Instant,
@@ -120,20 +157,18 @@ impl Shared {
         proposals: mpsc::Sender<Proposal>,
     ) -> Self {
         let now_ms = wall_clock_ms();
-        let mut tracker = SessionTracker::default();
-        // Sessions recovered from disk get a full timeout from now.
-        for (id, session) in state.sessions().iter() {
-            tracker.add(*id, session.timeout_ms);
-        }
         Shared {
             config,
             server_id,
             state: RwLock::new(state),
+            mark: Mutex::new(AppliedMark::default()),
             watches: Mutex::new(WatchTable::new()),
             registry: Mutex::new(Registry::default()),
-            tracker: Mutex::new(tracker),
+            tracker: Mutex::new(SessionTracker::default()),
             stats: ServerStats::default(),
             proposals,
+            consensus: OnceLock::new(),
+            incarnation: rand::random::<u64>() & 0xffff,
             next_conn: AtomicU64::new(1),
             next_session: AtomicU64::new(initial_session_id(server_id, now_ms)),
             started: Instant::now(),
@@ -148,6 +183,15 @@ impl Shared {
         self.state.write().expect("state lock poisoned")
     }
 
+    pub fn mark(&self) -> AppliedMark {
+        self.mark.lock().expect("mark lock poisoned").clone()
+    }
+
+    /// Records the raft position; call only while holding `state_mut()`.
+    pub fn set_mark(&self, mark: AppliedMark) {
+        *self.mark.lock().expect("mark lock poisoned") = mark;
+    }
+
     pub fn watches(&self) -> MutexGuard<'_, WatchTable> {
         self.watches.lock().expect("watch lock poisoned")
     }
@@ -160,8 +204,16 @@ impl Shared {
         self.tracker.lock().expect("tracker lock poisoned")
     }
 
+    /// Server id (16 bits), incarnation (16 bits), then a counter.
     pub fn next_conn_id(&self) -> ConnId {
-        (self.server_id << 48) | self.next_conn.fetch_add(1, Ordering::Relaxed)
+        (self.server_id << 48)
+            | (self.incarnation << 32)
+            | (self.next_conn.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+    }
+
+    /// Whether this server leads (and so expires sessions and reaps nodes).
+    pub fn is_leader(&self) -> bool {
+        self.consensus.get().is_some_and(|c| c.is_leader())
     }
 
     /// A fresh session id: ZooKeeper's layout, server id in the top byte and

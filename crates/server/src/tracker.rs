@@ -43,6 +43,10 @@ impl SessionTracker {
         }
     }
 
+    pub fn clear(&mut self) {
+        self.sessions.clear();
+    }
+
     pub fn remove(&mut self, session_id: i64) {
         self.sessions.remove(&session_id);
     }
