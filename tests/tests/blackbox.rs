@@ -14,7 +14,7 @@ fn create(path: &str, data: &str, mode: CreateMode) -> Request {
         opcode: OpCode::Create,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::copy_from_slice(data.as_bytes()),
+            data: Some(Bytes::copy_from_slice(data.as_bytes())),
             acl: vec![Acl::new(perms::ALL, "world", "anyone")],
             flags: mode.code(),
             ttl: -1,
@@ -199,7 +199,7 @@ fn oversized_and_malformed_frames_close_only_their_connection() {
     assert!(short.is_closed_by_server());
 
     let data = ok_body(bystander.call(&get("/kept", false)).unwrap());
-    assert!(matches!(data, Response::GetData(d, _) if &d[..] == b"x"));
+    assert!(matches!(data, Response::GetData(Some(d), _) if &d[..] == b"x"));
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn pipelined_requests_are_answered_in_order_and_read_their_writes() {
         assert_eq!(got, *xid, "replies in request order");
         assert_eq!(err, 0);
         if n % 2 == 1 {
-            let Some(Response::GetData(data, _)) = body else {
+            let Some(Response::GetData(Some(data), _)) = body else {
                 panic!("getData body");
             };
             assert_eq!(String::from_utf8_lossy(&data), (n / 2).to_string());
@@ -331,7 +331,7 @@ fn create2_inside_multi_returns_its_stat() {
         opcode,
         request: CreateRequest {
             path: format!("/m{}", opcode as i32),
-            data: Bytes::from_static(b"abc"),
+            data: Some(Bytes::from_static(b"abc")),
             acl: vec![Acl::new(perms::ALL, "world", "anyone")],
             flags: 0,
             ttl: -1,
@@ -471,7 +471,7 @@ fn super_digest_grants_everything() {
             opcode: OpCode::Create,
             request: CreateRequest {
                 path: "/locked".into(),
-                data: Bytes::from_static(b"s"),
+                data: Some(Bytes::from_static(b"s")),
                 acl: vec![Acl::new(perms::ALL, "digest", "nobody:x")],
                 flags: 0,
                 ttl: -1,
@@ -504,7 +504,7 @@ fn empty_containers_and_expired_ttl_nodes_are_reaped() {
         opcode,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::new(),
+            data: Some(Bytes::new()),
             acl: vec![Acl::new(perms::ALL, "world", "anyone")],
             flags,
             ttl,

@@ -92,7 +92,7 @@ impl Ctx {
             Response::Create(p) => p.clone(),
             Response::Create2(p, s) => format!("{p} {}", self.stat(s)),
             Response::Stat(s) => self.stat(s),
-            Response::GetData(d, s) => format!("{:?} {}", String::from_utf8_lossy(d), self.stat(s)),
+            Response::GetData(d, s) => format!("{} {}", show(d), self.stat(s)),
             Response::Children(c) | Response::Ephemerals(c) => format!("{:?}", sorted(c)),
             Response::Children2(c, s) => format!("{:?} {}", sorted(c), self.stat(s)),
             Response::GetAcl(acl, s) => format!("{acl:?} {}", self.stat(s)),
@@ -102,7 +102,7 @@ impl Ctx {
                     MultiResult::Create2(p, s) => format!("create2 {p} {}", self.stat(s)),
                     MultiResult::SetData(s) => format!("set {}", self.stat(s)),
                     MultiResult::GetData(d, s) => {
-                        format!("data {:?} {}", String::from_utf8_lossy(d), self.stat(s))
+                        format!("data {} {}", show(d), self.stat(s))
                     }
                     MultiResult::GetChildren(c) => format!("children {:?}", sorted(c)),
                     other => format!("{other:?}"),
@@ -162,6 +162,14 @@ impl Ctx {
     }
 }
 
+/// Node data for a transcript: null and empty are different things.
+fn show(data: &Option<bytes::Bytes>) -> String {
+    match data {
+        Some(d) => format!("{:?}", String::from_utf8_lossy(d)),
+        None => "null".into(),
+    }
+}
+
 fn sorted(items: &[String]) -> Vec<String> {
     let mut v = items.to_vec();
     v.sort();
@@ -177,7 +185,7 @@ fn create_with(path: &str, data: &str, flags: i32, acl: Vec<Acl>) -> Request {
         opcode: OpCode::Create,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::copy_from_slice(data.as_bytes()),
+            data: Some(Bytes::copy_from_slice(data.as_bytes())),
             acl,
             flags,
             ttl: -1,
@@ -230,7 +238,7 @@ fn children2(path: &str, watch: bool) -> Request {
 fn set(path: &str, data: &str, version: i32) -> Request {
     Request::SetData(SetDataRequest {
         path: path.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
+        data: Some(Bytes::copy_from_slice(data.as_bytes())),
         version,
     })
 }
@@ -287,6 +295,27 @@ fn crud(ctx: &mut Ctx) {
     ctx.call(0, "set missing", set("/crud/x", "", -1));
     ctx.call(0, "get after", children2("/crud", false));
     ctx.call(0, "children of missing", children("/nope", false));
+    let null_create = Request::Create {
+        opcode: OpCode::Create,
+        request: CreateRequest {
+            path: "/crud-null".into(),
+            data: None,
+            acl: open(),
+            flags: 0,
+            ttl: -1,
+        },
+    };
+    ctx.call(0, "create null data", null_create);
+    ctx.call(0, "get null", get("/crud-null", false));
+    ctx.call(0, "set empty", set("/crud-null", "", -1));
+    ctx.call(0, "get empty", get("/crud-null", false));
+    let null_set = Request::SetData(SetDataRequest {
+        path: "/crud-null".into(),
+        data: None,
+        version: -1,
+    });
+    ctx.call(0, "set null", null_set);
+    ctx.call(0, "get null again", get("/crud-null", false));
 }
 
 fn sequential_and_stats(ctx: &mut Ctx) {
@@ -386,7 +415,7 @@ fn multi(ctx: &mut Ctx) {
         opcode: OpCode::Create,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::new(),
+            data: Some(Bytes::new()),
             acl: open(),
             flags: 0,
             ttl: -1,
@@ -399,7 +428,7 @@ fn multi(ctx: &mut Ctx) {
             op_create("/m/new"),
             MultiOp::SetData(SetDataRequest {
                 path: "/m".into(),
-                data: Bytes::from_static(b"m1"),
+                data: Some(Bytes::from_static(b"m1")),
                 version: -1,
             }),
             MultiOp::Check(CheckVersionRequest {
@@ -423,7 +452,7 @@ fn multi(ctx: &mut Ctx) {
             }),
             MultiOp::SetData(SetDataRequest {
                 path: "/m".into(),
-                data: Bytes::from_static(b"never"),
+                data: Some(Bytes::from_static(b"never")),
                 version: -1,
             }),
         ])),
@@ -473,7 +502,7 @@ fn multi(ctx: &mut Ctx) {
     .encode(&mut raw);
     CreateRequest {
         path: "/m/mixed".into(),
-        data: Bytes::new(),
+        data: Some(Bytes::new()),
         acl: open(),
         flags: 0,
         ttl: -1,
@@ -807,7 +836,7 @@ fn containers_and_ttl(ctx: &mut Ctx) {
         opcode,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::from_static(b"d"),
+            data: Some(Bytes::from_static(b"d")),
             acl: open(),
             flags,
             ttl,

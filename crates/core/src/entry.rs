@@ -139,7 +139,7 @@ mod tests {
                 opcode: OpCode::CreateTtl,
                 request: CreateRequest {
                     path: "/a".into(),
-                    data: Bytes::from_static(b"x"),
+                    data: Some(Bytes::from_static(b"x")),
                     acl: crate::acl::open_acl(),
                     flags: 5,
                     ttl: 100,
@@ -147,7 +147,7 @@ mod tests {
             }),
             Txn::Request(Request::SetData(SetDataRequest {
                 path: "/a".into(),
-                data: Bytes::new(),
+                data: Some(Bytes::new()),
                 version: -1,
             })),
             Txn::DeleteContainer("/c".into()),

@@ -36,7 +36,8 @@ pub enum NodeKind {
 /// One znode.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub data: Bytes,
+    /// `None` when a client stored null data (ZooKeeper returns it as null).
+    pub data: Option<Bytes>,
     pub acl: Arc<Vec<Acl>>,
     pub czxid: i64,
     pub mzxid: i64,
@@ -52,7 +53,13 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(data: Bytes, acl: Arc<Vec<Acl>>, kind: NodeKind, zxid: i64, time_ms: i64) -> Self {
+    fn new(
+        data: Option<Bytes>,
+        acl: Arc<Vec<Acl>>,
+        kind: NodeKind,
+        zxid: i64,
+        time_ms: i64,
+    ) -> Self {
         Node {
             data,
             acl,
@@ -67,6 +74,10 @@ impl Node {
             kind,
             children: OrdSet::new(),
         }
+    }
+
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
     }
 
     /// The Stat clients see.
@@ -87,7 +98,7 @@ impl Node {
                 NodeKind::Ephemeral(owner) => owner,
                 _ => 0,
             },
-            data_length: self.data.len() as i32,
+            data_length: self.data_len() as i32,
             num_children,
             pzxid: self.pzxid,
         }
@@ -125,7 +136,7 @@ impl Tree {
     pub fn new() -> Self {
         let open = Arc::new(crate::acl::open_acl());
         let system = |children: &[&str]| {
-            let mut node = Node::new(Bytes::new(), open.clone(), NodeKind::Persistent, 0, 0);
+            let mut node = Node::new(Some(Bytes::new()), open.clone(), NodeKind::Persistent, 0, 0);
             node.children = children.iter().map(|c| Arc::from(*c)).collect();
             node
         };
@@ -160,7 +171,7 @@ impl Tree {
         let nodes: HashMap<Arc<str>, Node> = nodes
             .into_iter()
             .inspect(|(path, node)| {
-                data_bytes += (path.len() + node.data.len()) as u64;
+                data_bytes += (path.len() + node.data_len()) as u64;
                 match node.kind {
                     NodeKind::Container => containers.push(path.clone()),
                     NodeKind::Ttl(_) => ttls.push(path.clone()),
@@ -235,7 +246,7 @@ impl Tree {
     pub fn create(
         &mut self,
         path: &str,
-        data: Bytes,
+        data: Option<Bytes>,
         acl: Arc<Vec<Acl>>,
         kind: NodeKind,
         zxid: i64,
@@ -258,7 +269,7 @@ impl Tree {
             }
             _ => {}
         }
-        self.data_bytes += (path.len() + data.len()) as u64;
+        self.data_bytes += (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64;
         let node = Node::new(data, acl.clone(), kind, zxid, time_ms);
         let stat = node.stat();
         self.nodes.insert(key.clone(), node);
@@ -301,7 +312,7 @@ impl Tree {
             }
             _ => {}
         }
-        self.data_bytes -= (path.len() + node.data.len()) as u64;
+        self.data_bytes -= (path.len() + node.data_len()) as u64;
         triggers.push(Trigger {
             event: EventType::NodeDeleted,
             path: Arc::from(path),
@@ -319,15 +330,15 @@ impl Tree {
     pub fn set_data(
         &mut self,
         path: &str,
-        data: Bytes,
+        data: Option<Bytes>,
         version: i32,
         zxid: i64,
         time_ms: i64,
         triggers: &mut Vec<Trigger>,
     ) -> Stat {
         let node = self.node_mut(path);
-        let old_len = node.data.len() as u64;
-        let new_len = data.len() as u64;
+        let old_len = node.data_len() as u64;
+        let new_len = data.as_ref().map_or(0, |d| d.len()) as u64;
         node.data = data;
         node.version = version;
         node.mzxid = zxid;
@@ -374,18 +385,10 @@ mod tests {
         let mut tree = Tree::new();
         let acl = Arc::new(crate::acl::open_acl());
         let mut t = Vec::new();
-        tree.create(
-            "/p",
-            Bytes::new(),
-            acl.clone(),
-            NodeKind::Persistent,
-            1,
-            10,
-            &mut t,
-        );
+        tree.create("/p", None, acl.clone(), NodeKind::Persistent, 1, 10, &mut t);
         tree.create(
             "/p/a",
-            Bytes::new(),
+            None,
             acl.clone(),
             NodeKind::Persistent,
             2,
@@ -394,7 +397,7 @@ mod tests {
         );
         tree.create(
             "/p/b",
-            Bytes::new(),
+            None,
             acl.clone(),
             NodeKind::Persistent,
             3,

@@ -50,7 +50,7 @@ fn fmt_result(r: &Result<Response, ErrorCode>) -> String {
             Response::Create2(p, s) => format!("created {p} {}", fmt_stat(s)),
             Response::Stat(s) => fmt_stat(s),
             Response::GetData(d, s) => {
-                format!("{:?} {}", String::from_utf8_lossy(d), fmt_stat(s))
+                format!("{} {}", show(d), fmt_stat(s))
             }
             Response::Children(c) => format!("{c:?}"),
             Response::Children2(c, s) => format!("{c:?} {}", fmt_stat(s)),
@@ -71,7 +71,7 @@ fn fmt_result(r: &Result<Response, ErrorCode>) -> String {
                         MultiResult::Delete => "delete".into(),
                         MultiResult::Check => "check".into(),
                         MultiResult::GetData(d, _) => {
-                            format!("data {:?}", String::from_utf8_lossy(d))
+                            format!("data {}", show(d))
                         }
                         MultiResult::GetChildren(c) => format!("children {c:?}"),
                         MultiResult::Error(e) => format!("error {}", e.name()),
@@ -81,6 +81,13 @@ fn fmt_result(r: &Result<Response, ErrorCode>) -> String {
             }
             other => format!("{other:?}"),
         },
+    }
+}
+
+fn show(data: &Option<Bytes>) -> String {
+    match data {
+        Some(d) => format!("{:?}", String::from_utf8_lossy(d)),
+        None => "null".into(),
     }
 }
 
@@ -168,7 +175,7 @@ fn create(path: &str, data: &str, mode: CreateMode) -> Request {
         opcode: OpCode::Create2,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::copy_from_slice(data.as_bytes()),
+            data: Some(Bytes::copy_from_slice(data.as_bytes())),
             acl: open(),
             flags: mode.code(),
             ttl: -1,
@@ -186,7 +193,7 @@ fn get(path: &str, watch: bool) -> Request {
 fn set(path: &str, data: &str, version: i32) -> Request {
     Request::SetData(SetDataRequest {
         path: path.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
+        data: Some(Bytes::copy_from_slice(data.as_bytes())),
         version,
     })
 }
@@ -306,7 +313,7 @@ fn multi_is_all_or_nothing_with_zookeeper_error_layout() {
                 opcode: OpCode::Create,
                 request: CreateRequest {
                     path: "/m/new".into(),
-                    data: Bytes::new(),
+                    data: Some(Bytes::new()),
                     acl: open(),
                     flags: 0,
                     ttl: -1,
@@ -316,7 +323,7 @@ fn multi_is_all_or_nothing_with_zookeeper_error_layout() {
                 opcode: OpCode::Create2,
                 request: CreateRequest {
                     path: "/m/new/kid".into(),
-                    data: Bytes::new(),
+                    data: Some(Bytes::new()),
                     acl: open(),
                     flags: 0,
                     ttl: -1,
@@ -328,7 +335,7 @@ fn multi_is_all_or_nothing_with_zookeeper_error_layout() {
             }),
             MultiOp::SetData(SetDataRequest {
                 path: "/m".into(),
-                data: Bytes::from_static(b"v"),
+                data: Some(Bytes::from_static(b"v")),
                 version: -1,
             }),
         ]))
@@ -495,7 +502,7 @@ fn containers_and_ttl_nodes_are_reaped_by_entries() {
         opcode,
         request: CreateRequest {
             path: path.into(),
-            data: Bytes::new(),
+            data: Some(Bytes::new()),
             acl: open(),
             flags,
             ttl,

@@ -91,7 +91,8 @@ impl Reader {
         self.take(len as usize).map(Some)
     }
 
-    /// A `buffer` where null reads as empty (how ZooKeeper stores null data).
+    /// A `buffer` where null reads as empty (for fields where null has no
+    /// meaning of its own, e.g. passwords and auth data).
     pub fn read_buffer(&mut self) -> Result<Bytes, DecodeError> {
         Ok(self.read_buffer_opt()?.unwrap_or_default())
     }

@@ -167,7 +167,8 @@ jute_record! {
 jute_record! {
     pub struct SetDataRequest {
         pub path: String,
-        pub data: Bytes,
+        /// `None` for a null buffer (length -1), which ZooKeeper keeps as null.
+        pub data: Option<Bytes>,
         pub version: i32,
     } min_size = 12;
 }
@@ -255,7 +256,7 @@ jute_record! {
 
 jute_record! {
     pub struct GetDataResponse {
-        pub data: Bytes,
+        pub data: Option<Bytes>,
         pub stat: Stat,
     } min_size = 72;
 }
@@ -313,7 +314,8 @@ jute_record! {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreateRequest {
     pub path: String,
-    pub data: Bytes,
+    /// `None` for a null buffer (length -1), which ZooKeeper keeps as null.
+    pub data: Option<Bytes>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     pub ttl: i64,
@@ -333,7 +335,7 @@ impl CreateRequest {
     pub fn decode_with_ttl(with_ttl: bool, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(CreateRequest {
             path: r.read_ustring()?,
-            data: r.read_buffer()?,
+            data: r.read_buffer_opt()?,
             acl: Vec::<Acl>::decode(r)?,
             flags: r.read_i32()?,
             ttl: if with_ttl { r.read_i64()? } else { -1 },

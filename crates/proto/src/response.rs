@@ -21,7 +21,7 @@ pub enum MultiResult {
     SetData(Stat),
     Delete,
     Check,
-    GetData(Bytes, Stat),
+    GetData(Option<Bytes>, Stat),
     GetChildren(Vec<String>),
     /// A failed op, or (code 0) an op that succeeded before another one failed.
     Error(ErrorCode),
@@ -57,7 +57,7 @@ impl MultiResult {
             MultiResult::SetData(stat) => stat.encode(out),
             MultiResult::Delete | MultiResult::Check => {}
             MultiResult::GetData(data, stat) => {
-                out.put_jute_buffer(data);
+                data.encode(out);
                 stat.encode(out);
             }
             MultiResult::GetChildren(children) => children.encode(out),
@@ -78,7 +78,7 @@ impl MultiResult {
             OpCode::SetData => MultiResult::SetData(Stat::decode(r)?),
             OpCode::Delete => MultiResult::Delete,
             OpCode::Check => MultiResult::Check,
-            OpCode::GetData => MultiResult::GetData(r.read_buffer()?, Stat::decode(r)?),
+            OpCode::GetData => MultiResult::GetData(r.read_buffer_opt()?, Stat::decode(r)?),
             OpCode::GetChildren => MultiResult::GetChildren(Vec::<String>::decode(r)?),
             OpCode::Error => {
                 let code = r.read_i32()?;
@@ -109,7 +109,8 @@ pub enum Response {
     Create2(String, Stat),
     /// exists, setData, setACL.
     Stat(Stat),
-    GetData(Bytes, Stat),
+    /// Data (`None` when the node holds null data) and Stat.
+    GetData(Option<Bytes>, Stat),
     /// getChildren.
     Children(Vec<String>),
     Children2(Vec<String>, Stat),
@@ -135,7 +136,7 @@ impl Response {
             }
             Response::Stat(stat) => stat.encode(out),
             Response::GetData(data, stat) => {
-                out.put_jute_buffer(data);
+                data.encode(out);
                 stat.encode(out);
             }
             Response::Children(items) | Response::Ephemerals(items) => items.encode(out),
@@ -171,7 +172,7 @@ impl Response {
             OpCode::Exists | OpCode::SetData | OpCode::SetAcl => {
                 Response::Stat(Stat::decode(&mut r)?)
             }
-            OpCode::GetData => Response::GetData(r.read_buffer()?, Stat::decode(&mut r)?),
+            OpCode::GetData => Response::GetData(r.read_buffer_opt()?, Stat::decode(&mut r)?),
             OpCode::GetChildren => Response::Children(Vec::<String>::decode(&mut r)?),
             OpCode::GetChildren2 => {
                 Response::Children2(Vec::<String>::decode(&mut r)?, Stat::decode(&mut r)?)

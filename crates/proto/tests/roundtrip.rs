@@ -38,7 +38,7 @@ fn create_request() -> impl Strategy<Value = CreateRequest> {
     )
         .prop_map(|(path, data, acl, flags)| CreateRequest {
             path,
-            data: Bytes::from(data),
+            data: Some(Bytes::from(data)),
             acl,
             flags,
             ttl: -1,
@@ -56,7 +56,7 @@ fn multi_op() -> impl Strategy<Value = MultiOp> {
         (path(), any::<Vec<u8>>(), any::<i32>()).prop_map(|(path, data, version)| {
             MultiOp::SetData(SetDataRequest {
                 path,
-                data: Bytes::from(data),
+                data: Some(Bytes::from(data)),
                 version,
             })
         }),
@@ -110,7 +110,8 @@ proptest! {
     fn responses_round_trip(s in stat(), p in path(), data in any::<Vec<u8>>()) {
         let cases = [
             (OpCode::Create2, Response::Create2(p.clone(), s.clone())),
-            (OpCode::GetData, Response::GetData(Bytes::from(data), s.clone())),
+            (OpCode::GetData, Response::GetData(Some(Bytes::from(data)), s.clone())),
+            (OpCode::GetData, Response::GetData(None, s.clone())),
             (OpCode::Multi, Response::Multi(vec![
                 MultiResult::Create(p.clone()),
                 MultiResult::SetData(s.clone()),

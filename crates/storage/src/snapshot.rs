@@ -144,7 +144,13 @@ fn write_body(
     w.i64(state.tree().len() as i64)?;
     for (path, node) in state.tree().iter() {
         w.bytes(path.as_bytes())?;
-        w.bytes(&node.data)?;
+        match &node.data {
+            Some(data) => {
+                w.put(&[1])?;
+                w.bytes(data)?;
+            }
+            None => w.put(&[0])?,
+        }
         w.u32(acl_index[&Arc::as_ptr(&node.acl)])?;
         for v in [node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime] {
             w.i64(v)?;
@@ -314,7 +320,10 @@ pub fn read_snapshot(
     for _ in 0..node_count {
         let at = c.pos as u64;
         let path_str: Arc<str> = Arc::from(c.string()?);
-        let data = Bytes::copy_from_slice(c.bytes()?);
+        let data = match c.u8()? {
+            0 => None,
+            _ => Some(Bytes::copy_from_slice(c.bytes()?)),
+        };
         let acl = acls
             .get(c.u32()? as usize)
             .cloned()
@@ -444,7 +453,7 @@ mod tests {
                     opcode,
                     request: CreateRequest {
                         path: path.into(),
-                        data: Bytes::from(path.as_bytes().to_vec()),
+                        data: Some(Bytes::from(path.as_bytes().to_vec())),
                         acl: roost_core::acl::open_acl(),
                         flags,
                         ttl: -1,
