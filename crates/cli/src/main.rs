@@ -1,5 +1,7 @@
 //! `roost`: the one binary. `roost server` runs a server; more tools join here.
 
+mod bench;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -32,6 +34,8 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Measure a ZooKeeper-compatible server (Roost or Apache ZooKeeper).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +53,11 @@ fn main() -> anyhow::Result<()> {
             port,
             data_dir,
         } => run_server(config, port, data_dir),
+        Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(bench::run(args)),
     }
 }
 
