@@ -5,6 +5,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,6 +23,14 @@ impl RoostServer {
     /// Standalone on 127.0.0.1, a free port, a temporary data folder, every
     /// four-letter word enabled, TTL nodes on, and `tweak` applied last.
     pub fn start_with(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<RoostServer> {
+        Self::start_with_fs(tweak, Arc::new(roost_storage::StdFs))
+    }
+
+    /// Like [`RoostServer::start_with`], over a given file system (faults).
+    pub fn start_with_fs(
+        tweak: impl FnOnce(&mut Config),
+        fs: Arc<dyn roost_storage::FileSystem>,
+    ) -> anyhow::Result<RoostServer> {
         let data = tempfile::tempdir()?;
         let mut config = Config::standalone_default();
         config.client_port = 0;
@@ -34,7 +43,7 @@ impl RoostServer {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let server = runtime.block_on(Server::start(config))?;
+        let server = runtime.block_on(Server::start_with_fs(config, fs))?;
         Ok(RoostServer {
             addr: server.local_addr(),
             runtime: Some(runtime),
@@ -45,6 +54,16 @@ impl RoostServer {
 
     pub fn start() -> anyhow::Result<RoostServer> {
         Self::start_with(|_| {})
+    }
+
+    /// Waits up to `limit` for the server to stop on a fatal error.
+    pub fn wait_for_fatal(&mut self, limit: Duration) -> Option<String> {
+        let runtime = self.runtime.as_ref()?;
+        let server = self.server.as_mut()?;
+        runtime
+            .block_on(async { tokio::time::timeout(limit, server.wait()).await })
+            .ok()
+            .map(|fatal| fatal.to_string())
     }
 }
 
@@ -148,5 +167,142 @@ impl Drop for ZooKeeper {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The `roost` binary next to the running test executable
+/// (`target/<profile>/roost`), or `ROOST_BIN`.
+pub fn roost_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("ROOST_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("roost");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --release --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `roost server` child process on a fixed data folder, so it can be
+/// killed and restarted on the same data.
+pub struct RoostProcess {
+    pub addr: SocketAddr,
+    pub dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl RoostProcess {
+    /// Writes `dir/zoo.cfg` (tickTime 100 ms, a free port, `extra` lines) and starts.
+    pub fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<RoostProcess> {
+        let port = free_port()?;
+        let mut cfg = format!(
+            "tickTime=100\nclientPort={port}\nclientPortAddress=127.0.0.1\ndataDir={}\n\
+             maxClientCnxns=0\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\n",
+            dir.join("data").display()
+        );
+        for line in extra {
+            cfg.push_str(line);
+            cfg.push('\n');
+        }
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("zoo.cfg"), cfg)?;
+        let mut process = RoostProcess {
+            addr: ([127, 0, 0, 1], port).into(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        process.restart()?;
+        Ok(process)
+    }
+
+    /// Starts the server again on the same config and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("roost.log"))?;
+        let child = Command::new(roost_binary())
+            .args(["server", "--config"])
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting roost")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if four_letter(self.addr, "ruok") == "imok" {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "roost exited with {status}; see {}",
+                    self.dir.join("roost.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("roost did not start within 60 s")
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the binary on this data and waits for it to exit (for refusals).
+    pub fn run_to_exit(
+        &mut self,
+        limit: Duration,
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        self.kill();
+        let mut child = Command::new(roost_binary())
+            .args(["server", "--config"])
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                return Ok((status, err));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("roost kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RoostProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

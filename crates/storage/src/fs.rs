@@ -105,13 +105,15 @@ impl FileSystem for StdFs {
     }
 }
 
-/// What the fault injector does next. Each fault fires once, then clears.
+/// What the fault injector does. `disk_full` lasts until cleared; the
+/// others fire once, then clear.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
-    /// Writes fail with ENOSPC (until cleared).
+    /// Writes that need new space (past a file's end) fail with ENOSPC;
+    /// writes into space already allocated still succeed, as on a real disk.
     pub disk_full: bool,
-    /// The next `sync_data` fails with EIO.
-    pub fail_next_sync: bool,
+    /// The next `sync_data` of a file whose path contains this fails with EIO.
+    pub fail_next_sync_of: Option<String>,
     /// The next write stores only this many bytes, then fails with EIO.
     pub tear_next_write_after: Option<usize>,
 }
@@ -147,6 +149,7 @@ fn eio() -> io::Error {
 
 struct FaultyFile {
     inner: Box<dyn StorageFile>,
+    path: PathBuf,
     faults: Arc<Mutex<Faults>>,
 }
 
@@ -159,7 +162,7 @@ impl FaultyFile {
 impl StorageFile for FaultyFile {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let mut faults = self.faults();
-        if faults.disk_full {
+        if faults.disk_full && offset + buf.len() as u64 > self.inner.size()? {
             return Err(enospc());
         }
         if let Some(prefix) = faults.tear_next_write_after.take() {
@@ -175,14 +178,20 @@ impl StorageFile for FaultyFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut faults = self.faults();
-        if std::mem::take(&mut faults.fail_next_sync) {
+        let path = self.path.to_string_lossy();
+        if faults
+            .fail_next_sync_of
+            .as_deref()
+            .is_some_and(|pattern| path.contains(pattern))
+        {
+            faults.fail_next_sync_of = None;
             return Err(eio());
         }
         drop(faults);
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        if self.faults().disk_full {
+        if self.faults().disk_full && len > self.inner.size()? {
             return Err(enospc());
         }
         self.inner.set_len(len)
@@ -196,6 +205,7 @@ impl<F: FileSystem + Clone> FileSystem for FaultyFs<F> {
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         Ok(Box::new(FaultyFile {
             inner: self.inner.open(path)?,
+            path: path.to_path_buf(),
             faults: self.faults.clone(),
         }))
     }

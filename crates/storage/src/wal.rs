@@ -802,7 +802,7 @@ mod tests {
         let (mut wal, _) = Wal::open(Arc::new(fs), dir.path(), options()).unwrap();
         append_range(&mut wal, 1..3);
         wal.append(&[(3, 1, b"x".as_slice())]).unwrap();
-        faults.lock().unwrap().fail_next_sync = true;
+        faults.lock().unwrap().fail_next_sync_of = Some("wal-".into());
         let err = wal.sync().unwrap_err();
         assert!(matches!(err, StorageError::SyncFailed { .. }), "{err}");
     }
