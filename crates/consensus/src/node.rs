@@ -285,10 +285,8 @@ async fn run_pump(
         for entry in &mut buffer {
             entry.time_ms = now;
         }
-        let batch = Batch(Arc::new(std::mem::replace(
-            &mut buffer,
-            Vec::with_capacity(batch_entries_max),
-        )));
+        // An exact-size copy: the buffer's capacity is reused for the next batch.
+        let batch = Batch(Arc::new(buffer.split_off(0)));
         let needed = batch.encoded_len_estimate() + LOG_RESERVE_BYTES;
         let refuse = log.failed() || (log.disk_full() && log.room_bytes() < needed);
         if refuse {

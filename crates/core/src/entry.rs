@@ -6,6 +6,8 @@
 //! transaction itself. Client write requests are carried as their jute
 //! encoding, so the log stores exactly what the client sent.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use roost_proto::codec::JuteWrite;
 use roost_proto::{
@@ -36,8 +38,9 @@ pub struct Entry {
     pub session_id: i64,
     /// The client's xid, for replying.
     pub cxid: i32,
-    /// The caller's identities, for ACL checks and `auth` ACL expansion.
-    pub identities: Vec<Id>,
+    /// The caller's identities, for ACL checks and `auth` ACL expansion
+    /// (shared with the connection: no copy per request).
+    pub identities: Arc<[Id]>,
     /// The connection that sent the request (server id in the top 16 bits),
     /// so only that connection receives the reply; 0 for server-made entries.
     /// `apply` never reads it.
@@ -53,7 +56,10 @@ impl Encode for Entry {
         out.put_jute_i64(self.time_ms);
         out.put_jute_i64(self.session_id);
         out.put_jute_i32(self.cxid);
-        self.identities.encode(out);
+        out.put_jute_i32(self.identities.len() as i32);
+        for id in self.identities.iter() {
+            id.encode(out);
+        }
         out.put_jute_i64(self.origin as i64);
         match &self.txn {
             Txn::CreateSession {
@@ -86,7 +92,7 @@ impl Decode for Entry {
         let time_ms = r.read_i64()?;
         let session_id = r.read_i64()?;
         let cxid = r.read_i32()?;
-        let identities = Vec::<Id>::decode(r)?;
+        let identities: Arc<[Id]> = Vec::<Id>::decode(r)?.into();
         let origin = r.read_i64()? as u64;
         let opcode = r.read_i32()?;
         let invalid = |value: i64| DecodeError::InvalidValue {
@@ -158,7 +164,7 @@ mod tests {
                 time_ms: 1_700_000_000_000,
                 session_id: 0x0100_0000_0000_0001,
                 cxid: 42,
-                identities: vec![Id::new("ip", "127.0.0.1")],
+                identities: vec![Id::new("ip", "127.0.0.1")].into(),
                 origin: 0x0001_0000_0000_0007,
                 txn,
             };

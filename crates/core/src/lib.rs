@@ -20,5 +20,5 @@ pub mod watch;
 
 pub use entry::{Entry, Txn};
 pub use state::{Applied, Caller, Session, State, StateConfig, TTL_MS_MAX};
-pub use tree::{Node, NodeKind, Tree, Trigger};
+pub use tree::{Children, Node, NodeKind, Tree, Trigger};
 pub use watch::{WatchKind, WatchTable, WatcherId};

@@ -33,6 +33,45 @@ pub enum NodeKind {
     Ttl(i64),
 }
 
+/// A node's child names, sorted. Most nodes are leaves, so an empty set
+/// allocates nothing (an `imbl` set allocates a whole B-tree node up front).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Children(Option<OrdSet<Arc<str>>>);
+
+impl Children {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, OrdSet::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().flat_map(OrdSet::iter)
+    }
+
+    pub fn insert(&mut self, name: Arc<str>) {
+        self.0.get_or_insert_with(OrdSet::new).insert(name);
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Some(set) = &mut self.0 {
+            set.remove(name);
+            if set.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+impl FromIterator<Arc<str>> for Children {
+    fn from_iter<I: IntoIterator<Item = Arc<str>>>(iter: I) -> Self {
+        let set: OrdSet<Arc<str>> = iter.into_iter().collect();
+        Children((!set.is_empty()).then_some(set))
+    }
+}
+
 /// One znode.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -49,7 +88,7 @@ pub struct Node {
     /// Children ever created under this node (ZooKeeper's stored cversion).
     pub child_creates: i32,
     pub kind: NodeKind,
-    pub children: OrdSet<Arc<str>>,
+    pub children: Children,
 }
 
 impl Node {
@@ -72,7 +111,7 @@ impl Node {
             aversion: 0,
             child_creates: 0,
             kind,
-            children: OrdSet::new(),
+            children: Children::default(),
         }
     }
 

@@ -114,7 +114,7 @@ impl Sim {
             time_ms: self.time_ms,
             session_id: session,
             cxid: 0,
-            identities: ids,
+            identities: ids.into(),
             origin: 0,
             txn,
         });
@@ -153,7 +153,7 @@ impl Sim {
             &request,
             Caller {
                 session_id: 1,
-                identities: ids,
+                identities: ids.into(),
                 watcher,
             },
             &mut self.watches,

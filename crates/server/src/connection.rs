@@ -117,7 +117,8 @@ struct Connection {
     id: ConnId,
     peer: SocketAddr,
     session_id: i64,
-    identities: Vec<Id>,
+    /// Shared with every entry this connection proposes.
+    identities: Arc<[Id]>,
     inbox: mpsc::UnboundedReceiver<ConnMsg>,
     mailbox: Mailbox,
     stats: Arc<ConnStats>,
@@ -138,13 +139,14 @@ impl Connection {
         inbox: mpsc::UnboundedReceiver<ConnMsg>,
     ) -> Self {
         let id = shared.next_conn_id();
-        let identities = vec![Id::new("ip", peer.ip().to_canonical().to_string())];
+        let identities: Arc<[Id]> =
+            vec![Id::new("ip", peer.ip().to_canonical().to_string())].into();
         let stats = Arc::new(ConnStats::new(wall_clock_ms()));
         shared.registry().conns.insert(
             id,
             ConnEntry {
                 mailbox: mailbox.clone(),
-                identities: Arc::new(identities.clone()),
+                identities: identities.clone(),
                 session_id: 0,
                 peer,
                 stats: stats.clone(),
@@ -365,6 +367,10 @@ impl Connection {
                     match msg {
                         Some(msg) => self.on_message(msg),
                         None => return Err(ConnError::ShuttingDown),
+                    }
+                    // Take everything already queued so its replies go out in one write.
+                    while let Ok(msg) = self.inbox.try_recv() {
+                        self.on_message(msg);
                     }
                     self.pump().await?;
                 }
@@ -654,13 +660,15 @@ impl Connection {
             return;
         }
         let super_digest = self.shared.config.super_digest.as_deref();
+        let mut identities = self.identities.to_vec();
         for id in acl::digest_identities(&packet.auth, super_digest) {
-            if !self.identities.contains(&id) {
-                self.identities.push(id);
+            if !identities.contains(&id) {
+                identities.push(id);
             }
         }
+        self.identities = identities.into();
         if let Some(entry) = self.shared.registry().conns.get_mut(&self.id) {
-            entry.identities = Arc::new(self.identities.clone());
+            entry.identities = self.identities.clone();
         }
         info!(
             "session 0x{:x}: auth success for scheme digest and address {}",

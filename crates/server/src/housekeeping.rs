@@ -16,7 +16,7 @@ pub fn server_entry(session_id: i64, txn: Txn) -> Entry {
         time_ms: 0,
         session_id,
         cxid: 0,
-        identities: Vec::new(),
+        identities: Arc::from(Vec::new()),
         origin: 0,
         txn,
     }

@@ -89,7 +89,7 @@ impl Mailbox {
 /// A connection as the rest of the server sees it.
 pub struct ConnEntry {
     pub mailbox: Mailbox,
-    pub identities: Arc<Vec<Id>>,
+    pub identities: Arc<[Id]>,
     pub session_id: i64,
     pub peer: SocketAddr,
     pub stats: Arc<ConnStats>,

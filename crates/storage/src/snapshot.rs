@@ -358,7 +358,7 @@ pub fn read_snapshot(
                 aversion,
                 child_creates,
                 kind,
-                children: OrdSet::new(),
+                children: Default::default(),
             },
         ));
     }
@@ -392,7 +392,7 @@ pub fn read_snapshot(
             }
         }
     }
-    let mut child_sets: HashMap<String, OrdSet<Arc<str>>> = children
+    let mut child_sets: HashMap<String, roost_core::Children> = children
         .into_iter()
         .map(|(parent, names)| (parent.to_string(), names.into_iter().collect()))
         .collect();
@@ -429,7 +429,7 @@ mod tests {
                 time_ms: 1000,
                 session_id: session,
                 cxid: 0,
-                identities: vec![Id::new("ip", "127.0.0.1")],
+                identities: vec![Id::new("ip", "127.0.0.1")].into(),
                 origin: 0,
                 txn,
             })
