@@ -153,7 +153,7 @@ impl Sim {
             &request,
             Caller {
                 session_id: 1,
-                identities: ids.into(),
+                identities: ids,
                 watcher,
             },
             &mut self.watches,
