@@ -73,6 +73,9 @@ pub struct BenchArgs {
     /// Keep the nodes the run created (default: delete them afterwards).
     #[arg(long)]
     keep: bool,
+    /// Stop after this many operations in total (the duration still bounds the run).
+    #[arg(long)]
+    ops: Option<u64>,
 }
 
 /// What one session measured.
@@ -328,6 +331,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let value = Bytes::from(vec![b'x'; args.value_size]);
     let stop = Arc::new(AtomicBool::new(false));
     let done_ops = Arc::new(AtomicU64::new(0));
+    let budget = Arc::new(AtomicU64::new(args.ops.unwrap_or(u64::MAX)));
     let mut handles = Vec::new();
     for session in 0..args.sessions {
         let addr = addrs[session % addrs.len()];
@@ -364,6 +368,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.depth,
             stop.clone(),
             done_ops.clone(),
+            budget.clone(),
         )));
     }
     let progress = {
@@ -387,7 +392,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         })
     };
-    tokio::time::sleep(duration).await;
+    let deadline = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < deadline && budget.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20).min(duration)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let mut results = Vec::new();
     for task in tasks {
@@ -477,11 +485,21 @@ async fn drive(
     depth: usize,
     stop: Arc<AtomicBool>,
     done_ops: Arc<AtomicU64>,
+    budget: Arc<AtomicU64>,
 ) -> anyhow::Result<(SessionResult, Conn)> {
+    // Takes one operation from the shared budget; false once it is spent.
+    let take = || {
+        budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .is_ok()
+    };
     let mut result = SessionResult::default();
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(depth);
     let mut out = BytesMut::with_capacity(depth * 256);
     for _ in 0..depth {
+        if !take() {
+            break;
+        }
         let request = generator.next();
         conn.queue(&request, &mut out);
         sent.push_back(Instant::now());
@@ -498,7 +516,7 @@ async fn drive(
             result.errors += 1;
         }
         done_ops.fetch_add(1, Ordering::Relaxed);
-        if !stop.load(Ordering::Relaxed) {
+        if !stop.load(Ordering::Relaxed) && take() {
             let request = generator.next();
             conn.queue(&request, &mut out);
             sent.push_back(Instant::now());

@@ -156,7 +156,9 @@ pub struct Trigger {
 /// The tree of znodes.
 #[derive(Debug, Clone)]
 pub struct Tree {
-    nodes: HashMap<Arc<str>, Node>,
+    /// Nodes behind an `Arc`: while a snapshot shares the map, an update
+    /// copies map chunks of pointers, not of whole nodes.
+    nodes: HashMap<Arc<str>, Arc<Node>>,
     containers: OrdSet<Arc<str>>,
     ttls: OrdSet<Arc<str>>,
     /// Sum of path lengths and data sizes (`zk_approximate_data_size`).
@@ -195,7 +197,7 @@ impl Tree {
             (path::CONFIG, config),
         ] {
             tree.data_bytes += p.len() as u64;
-            tree.nodes.insert(Arc::from(p), node);
+            tree.nodes.insert(Arc::from(p), Arc::new(node));
         }
         tree
     }
@@ -207,15 +209,16 @@ impl Tree {
         let mut containers = Vec::new();
         let mut ttls = Vec::new();
         let mut data_bytes = 0u64;
-        let nodes: HashMap<Arc<str>, Node> = nodes
+        let nodes: HashMap<Arc<str>, Arc<Node>> = nodes
             .into_iter()
-            .inspect(|(path, node)| {
+            .map(|(path, node)| {
                 data_bytes += (path.len() + node.data_len()) as u64;
                 match node.kind {
                     NodeKind::Container => containers.push(path.clone()),
                     NodeKind::Ttl(_) => ttls.push(path.clone()),
                     _ => {}
                 }
+                (path, Arc::new(node))
             })
             .collect();
         Tree {
@@ -228,7 +231,9 @@ impl Tree {
 
     /// Looks a node up. `""` is the root, as in ZooKeeper.
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(if path.is_empty() { "/" } else { path })
+        self.nodes
+            .get(if path.is_empty() { "/" } else { path })
+            .map(|node| &**node)
     }
 
     pub fn contains(&self, path: &str) -> bool {
@@ -249,7 +254,7 @@ impl Tree {
 
     /// Every node, in no particular order (for snapshots and `dump`).
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Node)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(path, node)| (path, &**node))
     }
 
     /// Container nodes and TTL nodes, for the reaper.
@@ -274,10 +279,13 @@ impl Tree {
         count
     }
 
+    /// A node to modify; copied first only if a snapshot still shares it.
     fn node_mut(&mut self, path: &str) -> &mut Node {
-        self.nodes
+        let node = self
+            .nodes
             .get_mut(path)
-            .unwrap_or_else(|| panic!("tree invariant: {path} must exist here"))
+            .unwrap_or_else(|| panic!("tree invariant: {path} must exist here"));
+        Arc::make_mut(node)
     }
 
     /// Adds a node under an existing parent (checked by the caller).
@@ -311,7 +319,7 @@ impl Tree {
         self.data_bytes += (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64;
         let node = Node::new(data, acl.clone(), kind, zxid, time_ms);
         let stat = node.stat();
-        self.nodes.insert(key.clone(), node);
+        self.nodes.insert(key.clone(), Arc::new(node));
         triggers.push(Trigger {
             event: EventType::NodeCreated,
             path: key,
@@ -326,7 +334,7 @@ impl Tree {
     }
 
     /// Removes a childless node (checked by the caller); returns it.
-    pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Node {
+    pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Arc<Node> {
         let (parent_path, name) = path::split(path).expect("caller validated the path");
         let node = self
             .nodes
