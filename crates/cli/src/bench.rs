@@ -490,7 +490,9 @@ async fn drive(
     // Takes one operation from the shared budget; false once it is spent.
     let take = || {
         budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
             .is_ok()
     };
     let mut result = SessionResult::default();

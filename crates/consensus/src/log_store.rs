@@ -1,10 +1,13 @@
 //! openraft's log store over the write-ahead log of `roost-storage`.
 //!
-//! One writer thread owns the WAL and does every write in the order asked:
-//! appends (one `sync_data` per append, i.e. per batch of client writes),
-//! truncations, purges and the vote file — openraft requires vote and log IO
-//! to be serialized. Entries not yet purged are also kept in memory, so reads
-//! (for applying and for replication) never touch the disk.
+//! Every write — appends (one `sync_data` per append, i.e. per batch of
+//! client writes), truncations, purges and the vote file — runs under one
+//! lock, in the order openraft asks (it requires vote and log IO to be
+//! serialized), on the calling task's thread via `block_in_place`: openraft
+//! waits for each append to be durable anyway, so handing the write to
+//! another thread would only add two thread wake-ups per batch. Entries not
+//! yet purged are also kept in memory, so reads (for applying and for
+//! replication) never touch the disk.
 //!
 //! Obligations (openraft's `RaftLogStorage`): entries are readable when
 //! `append` returns and durable when its callback fires; there is never a
@@ -16,17 +19,15 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use roost_storage::{
     meta, preallocate_spare, FileSystem, StorageError as DiskError, Wal, WalOptions,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
@@ -40,45 +41,6 @@ const SPARES_WANTED: usize = 2;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct LogMeta {
     last_purged: Option<LogId>,
-}
-
-type Done = oneshot::Sender<Result<(), DiskError>>;
-
-enum WriterCmd {
-    Append {
-        records: Vec<(u64, u64, Bytes)>,
-        flushed: Flushed,
-    },
-    Truncate {
-        from: u64,
-        done: Done,
-    },
-    Purge {
-        upto: u64,
-        done: Done,
-    },
-    Clear {
-        done: Done,
-    },
-    WriteMeta {
-        name: &'static str,
-        bytes: Vec<u8>,
-        done: Done,
-    },
-    AddSpare(PathBuf),
-}
-
-/// Who to tell once an append is durable.
-enum Flushed {
-    Raft(LogFlushed<TypeConfig>),
-}
-
-impl Flushed {
-    fn complete(self, result: Result<(), DiskError>) {
-        match self {
-            Flushed::Raft(cb) => cb.log_io_completed(result.map_err(std::io::Error::other)),
-        }
-    }
 }
 
 struct Cache {
@@ -100,7 +62,8 @@ impl Cache {
 
 struct Inner {
     cache: Mutex<Cache>,
-    writer: Mutex<std_mpsc::Sender<WriterCmd>>,
+    wal: Mutex<Wal>,
+    fs: Arc<dyn FileSystem>,
     /// Bytes appendable without allocating (active segment + spares).
     room_bytes: AtomicU64,
     spares: AtomicUsize,
@@ -160,7 +123,8 @@ impl LogStore {
             entries.push_back(entry);
         }
         let first_index = entries.front().map_or(0, |e| e.log_id.index);
-        let (tx, rx) = std_mpsc::channel();
+        let room_bytes = wal.room_bytes();
+        let spares = wal.spare_count();
         let inner = Arc::new(Inner {
             cache: Mutex::new(Cache {
                 first_index,
@@ -168,20 +132,13 @@ impl LogStore {
                 meta: log_meta,
                 vote,
             }),
-            writer: Mutex::new(tx),
-            room_bytes: AtomicU64::new(wal.room_bytes()),
-            spares: AtomicUsize::new(wal.spare_count()),
+            wal: Mutex::new(wal),
+            fs: fs.clone(),
+            room_bytes: AtomicU64::new(room_bytes),
+            spares: AtomicUsize::new(spares),
             disk_full: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         });
-        let writer_inner = inner.clone();
-        std::thread::Builder::new()
-            .name("roost-wal".into())
-            .spawn({
-                let fs = fs.clone();
-                move || run_writer(wal, fs, rx, writer_inner)
-            })
-            .map_err(|e| DiskError::io("starting the log writer", dir, e))?;
         let prealloc_inner = Arc::downgrade(&inner);
         let prealloc_dir = dir.to_path_buf();
         std::thread::Builder::new()
@@ -206,46 +163,66 @@ impl LogStore {
         self.inner.failed.load(Ordering::Relaxed)
     }
 
-    fn send(&self, cmd: WriterCmd) -> Result<(), StorageError> {
-        self.inner
-            .writer
-            .lock()
-            .map_err(|_| io_error("log writer lock poisoned"))?
-            .send(cmd)
-            .map_err(|_| io_error("log writer stopped"))
-    }
-
-    async fn ask(&self, make: impl FnOnce(Done) -> WriterCmd) -> Result<(), StorageError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
-        rx.await
-            .map_err(|_| io_error("log writer stopped"))?
-            .map_err(io_error)
+    /// Runs one write against the WAL, in order with every other write. A
+    /// failure other than a full disk marks the log failed for good.
+    fn with_wal<T>(
+        &self,
+        write: impl FnOnce(&mut Wal, &dyn FileSystem) -> Result<T, DiskError>,
+    ) -> Result<T, DiskError> {
+        let inner = &self.inner;
+        if inner.failed.load(Ordering::Relaxed) {
+            return Err(DiskError::Invariant("the log failed earlier".into()));
+        }
+        let run = || {
+            let mut wal = inner.wal.lock().expect("wal lock poisoned");
+            let result = write(&mut wal, &*inner.fs);
+            inner.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
+            inner.spares.store(wal.spare_count(), Ordering::Relaxed);
+            result
+        };
+        let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if on_multi_thread_runtime {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        };
+        if let Err(e) = &result {
+            if !e.is_disk_full() {
+                error!("log write failed: {e}");
+                inner.failed.store(true, Ordering::Relaxed);
+            }
+        }
+        result
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.inner.cache.lock().expect("log cache lock poisoned")
     }
 
-    async fn write_meta(&self, meta: &LogMeta) -> Result<(), StorageError> {
+    fn write_meta(&self, meta: &LogMeta) -> Result<(), StorageError> {
         let bytes = postcard::to_allocvec(meta).map_err(io_error)?;
-        self.ask(|done| WriterCmd::WriteMeta {
-            name: LOG_META_FILE,
-            bytes,
-            done,
-        })
-        .await
+        let dir = self.dir();
+        self.with_wal(|_, fs| meta::write_atomic(fs, &dir, LOG_META_FILE, &bytes))
+            .map_err(io_error)
     }
 
-    fn push_entries(&self, entries: Vec<RaftEntry>, flushed: Flushed) -> Result<(), StorageError> {
+    fn dir(&self) -> PathBuf {
+        self.inner
+            .wal
+            .lock()
+            .expect("wal lock poisoned")
+            .dir()
+            .to_path_buf()
+    }
+
+    /// Makes `entries` readable at once and durable before returning.
+    fn push_entries(&self, entries: Vec<RaftEntry>) -> Result<(), DiskError> {
         let mut records = Vec::with_capacity(entries.len());
         for entry in &entries {
-            let payload = postcard::to_allocvec(entry).map_err(io_error)?;
-            records.push((
-                entry.log_id.index,
-                entry.log_id.leader_id.term,
-                Bytes::from(payload),
-            ));
+            let payload = postcard::to_allocvec(entry)
+                .map_err(|e| DiskError::Invariant(format!("encoding a log entry: {e}")))?;
+            records.push((entry.log_id.index, entry.log_id.leader_id.term, payload));
         }
         {
             let mut cache = self.cache();
@@ -256,82 +233,15 @@ impl LogStore {
                 cache.entries.push_back(entry);
             }
         }
-        self.send(WriterCmd::Append { records, flushed })
+        let refs: Vec<(u64, u64, &[u8])> = records
+            .iter()
+            .map(|(i, t, p)| (*i, *t, p.as_slice()))
+            .collect();
+        self.with_wal(|wal, _| {
+            wal.append(&refs)?;
+            wal.sync()
+        })
     }
-}
-
-fn run_writer(
-    mut wal: Wal,
-    fs: Arc<dyn FileSystem>,
-    rx: std_mpsc::Receiver<WriterCmd>,
-    inner: Arc<Inner>,
-) {
-    let dir = wal.dir().to_path_buf();
-    while let Ok(cmd) = rx.recv() {
-        if inner.failed.load(Ordering::Relaxed) {
-            // After a failed write nothing more may reach the disk.
-            match cmd {
-                WriterCmd::Append { flushed, .. } => {
-                    flushed.complete(Err(DiskError::Invariant("log failed earlier".into())))
-                }
-                WriterCmd::Truncate { done, .. }
-                | WriterCmd::Purge { done, .. }
-                | WriterCmd::Clear { done }
-                | WriterCmd::WriteMeta { done, .. } => {
-                    let _ = done.send(Err(DiskError::Invariant("log failed earlier".into())));
-                }
-                WriterCmd::AddSpare(_) => {}
-            }
-            continue;
-        }
-        match cmd {
-            WriterCmd::Append { records, flushed } => {
-                let refs: Vec<(u64, u64, &[u8])> = records
-                    .iter()
-                    .map(|(i, t, p)| (*i, *t, p.as_ref()))
-                    .collect();
-                let result = wal.append(&refs).and_then(|()| wal.sync());
-                if let Err(e) = &result {
-                    error!("log write failed: {e}");
-                    inner.failed.store(true, Ordering::Relaxed);
-                }
-                flushed.complete(result);
-            }
-            WriterCmd::Truncate { from, done } => {
-                let _ = done.send(fail_on_error(&inner, wal.truncate_from(from)));
-            }
-            WriterCmd::Purge { upto, done } => {
-                let result = if wal.last_index().is_some_and(|last| last <= upto) {
-                    wal.clear()
-                } else {
-                    wal.purge_through(upto)
-                };
-                let _ = done.send(fail_on_error(&inner, result));
-            }
-            WriterCmd::Clear { done } => {
-                let _ = done.send(fail_on_error(&inner, wal.clear()));
-            }
-            WriterCmd::WriteMeta { name, bytes, done } => {
-                let _ = done.send(fail_on_error(
-                    &inner,
-                    meta::write_atomic(&*fs, &dir, name, &bytes),
-                ));
-            }
-            WriterCmd::AddSpare(path) => wal.add_spare(path),
-        }
-        inner.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
-        inner.spares.store(wal.spare_count(), Ordering::Relaxed);
-    }
-}
-
-fn fail_on_error(inner: &Inner, result: Result<(), DiskError>) -> Result<(), DiskError> {
-    if let Err(e) = &result {
-        if !e.is_disk_full() {
-            error!("log write failed: {e}");
-            inner.failed.store(true, Ordering::Relaxed);
-        }
-    }
-    result
 }
 
 /// Keeps `SPARES_WANTED` zero-filled segments ready. When the disk is full it
@@ -362,11 +272,10 @@ fn run_preallocator(
                     if inner.disk_full.swap(false, Ordering::Relaxed) {
                         info!("disk space is back: writes are accepted again");
                     }
-                    inner.spares.fetch_add(1, Ordering::Relaxed);
-                    let sender = inner.writer.lock().ok().map(|w| w.clone());
-                    if sender.is_none_or(|s| s.send(WriterCmd::AddSpare(path)).is_err()) {
-                        return;
-                    }
+                    let mut wal = inner.wal.lock().expect("wal lock poisoned");
+                    wal.add_spare(path);
+                    inner.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
+                    inner.spares.store(wal.spare_count(), Ordering::Relaxed);
                     pause = Duration::ZERO;
                 }
                 Err(e) if e.is_disk_full() => {
@@ -440,13 +349,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let bytes = postcard::to_allocvec(vote).map_err(io_error)?;
-        self.ask(|done| WriterCmd::WriteMeta {
-            name: VOTE_FILE,
-            bytes,
-            done,
-        })
-        .await
-        .map_err(|e| StorageIOError::write_vote(openraft::AnyError::error(e.to_string())))?;
+        let dir = self.dir();
+        self.with_wal(|_, fs| meta::write_atomic(fs, &dir, VOTE_FILE, &bytes))
+            .map_err(|e| StorageIOError::write_vote(openraft::AnyError::error(e.to_string())))?;
         self.cache().vote = Some(*vote);
         Ok(())
     }
@@ -464,7 +369,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = RaftEntry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.push_entries(entries.into_iter().collect(), Flushed::Raft(callback))
+        let result = self.push_entries(entries.into_iter().collect());
+        callback.log_io_completed(result.map_err(std::io::Error::other));
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -477,11 +384,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 cache.entries.clear();
             }
         }
-        self.ask(|done| WriterCmd::Truncate {
-            from: log_id.index,
-            done,
-        })
-        .await
+        self.with_wal(|wal, _| wal.truncate_from(log_id.index))
+            .map_err(io_error)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -508,13 +412,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         // The purge point is durable before any segment goes.
         if let Some(meta) = new_meta {
-            self.write_meta(&meta).await?;
+            self.write_meta(&meta)?;
         }
-        self.ask(|done| WriterCmd::Purge {
-            upto: log_id.index,
-            done,
+        self.with_wal(|wal, _| {
+            if wal.last_index().is_some_and(|last| last <= log_id.index) {
+                wal.clear()
+            } else {
+                wal.purge_through(log_id.index)
+            }
         })
-        .await
+        .map_err(io_error)
     }
 }
 
@@ -522,7 +429,7 @@ impl LogStore {
     /// Drops the whole log (a snapshot from the leader replaces it).
     pub async fn clear(&self) -> Result<(), StorageError> {
         self.cache().entries.clear();
-        self.ask(|done| WriterCmd::Clear { done }).await
+        self.with_wal(|wal, _| wal.clear()).map_err(io_error)
     }
 
     /// Reads entries (tests and tools).

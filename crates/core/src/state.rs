@@ -214,9 +214,10 @@ impl State {
         }
     }
 
-    /// All-or-nothing: ops run in order on the live state; if one fails, the
-    /// state taken before the first op is put back (an O(1) clone) and the
-    /// reply lists OK before the failure, its code, then RuntimeInconsistency.
+    /// All-or-nothing: ops run in order on the live state, journaled; if one
+    /// fails, the journal undoes the others (sessions are restored from an
+    /// O(1) clone) and the reply lists OK before the failure, its code, then
+    /// RuntimeInconsistency.
     fn multi(
         &mut self,
         entry: &Entry,
@@ -228,7 +229,8 @@ impl State {
             // Read ops under the write opcode: ZooKeeper fails while shaping the reply.
             return Err(ErrorCode::MarshallingError);
         }
-        let backup = (self.tree.clone(), self.sessions.clone());
+        let sessions_before = self.sessions.clone();
+        self.tree.begin();
         let mut results = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
             let outcome = match op {
@@ -250,7 +252,8 @@ impl State {
                 Ok(OpOutcome::AclSet(_)) => unreachable!("setACL is not a multi op"),
                 Ok(OpOutcome::Checked) => results.push(MultiResult::Check),
                 Err(code) => {
-                    (self.tree, self.sessions) = backup;
+                    self.tree.rollback();
+                    self.sessions = sessions_before;
                     triggers.clear();
                     let failed = (0..ops.len())
                         .map(|i| {
@@ -265,6 +268,7 @@ impl State {
                 }
             }
         }
+        self.tree.commit();
         Ok(Response::Multi(results))
     }
 

@@ -163,6 +163,18 @@ pub struct Tree {
     ttls: OrdSet<Arc<str>>,
     /// Sum of path lengths and data sizes (`zk_approximate_data_size`).
     data_bytes: u64,
+    /// While a multi runs: how to undo it.
+    journal: Option<Journal>,
+}
+
+/// What a multi changed, to put it back if a later op fails: the prior value
+/// of every node touched (once each) and the small indexes wholesale.
+#[derive(Debug, Clone)]
+struct Journal {
+    nodes: Vec<(Arc<str>, Option<Arc<Node>>)>,
+    containers: OrdSet<Arc<str>>,
+    ttls: OrdSet<Arc<str>>,
+    data_bytes: u64,
 }
 
 impl Default for Tree {
@@ -189,6 +201,7 @@ impl Tree {
             containers: OrdSet::new(),
             ttls: OrdSet::new(),
             data_bytes: 0,
+            journal: None,
         };
         for (p, node) in [
             ("/", system(&["zookeeper"])),
@@ -226,7 +239,58 @@ impl Tree {
             containers: containers.into_iter().collect(),
             ttls: ttls.into_iter().collect(),
             data_bytes,
+            journal: None,
         }
+    }
+
+    /// Starts recording changes so [`Tree::rollback`] can undo them.
+    pub fn begin(&mut self) {
+        assert!(self.journal.is_none(), "tree invariant: nested journal");
+        self.journal = Some(Journal {
+            nodes: Vec::new(),
+            containers: self.containers.clone(),
+            ttls: self.ttls.clone(),
+            data_bytes: self.data_bytes,
+        });
+    }
+
+    /// Keeps the changes made since [`Tree::begin`].
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every change made since [`Tree::begin`].
+    pub fn rollback(&mut self) {
+        let journal = self
+            .journal
+            .take()
+            .expect("tree invariant: rollback without begin");
+        for (path, old) in journal.nodes.into_iter().rev() {
+            match old {
+                Some(node) => {
+                    self.nodes.insert(path, node);
+                }
+                None => {
+                    self.nodes.remove(&path);
+                }
+            }
+        }
+        self.containers = journal.containers;
+        self.ttls = journal.ttls;
+        self.data_bytes = journal.data_bytes;
+    }
+
+    /// Remembers a node's current value before its first change in a journal.
+    fn record(&mut self, path: &str) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        if journal.nodes.iter().any(|(p, _)| &**p == path) {
+            return;
+        }
+        journal
+            .nodes
+            .push((Arc::from(path), self.nodes.get(path).cloned()));
     }
 
     /// Looks a node up. `""` is the root, as in ZooKeeper.
@@ -281,6 +345,7 @@ impl Tree {
 
     /// A node to modify; copied first only if a snapshot still shares it.
     fn node_mut(&mut self, path: &str) -> &mut Node {
+        self.record(path);
         let node = self
             .nodes
             .get_mut(path)
@@ -319,6 +384,7 @@ impl Tree {
         self.data_bytes += (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64;
         let node = Node::new(data, acl.clone(), kind, zxid, time_ms);
         let stat = node.stat();
+        self.record(path);
         self.nodes.insert(key.clone(), Arc::new(node));
         triggers.push(Trigger {
             event: EventType::NodeCreated,
@@ -336,6 +402,7 @@ impl Tree {
     /// Removes a childless node (checked by the caller); returns it.
     pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Arc<Node> {
         let (parent_path, name) = path::split(path).expect("caller validated the path");
+        self.record(path);
         let node = self
             .nodes
             .remove(path)
