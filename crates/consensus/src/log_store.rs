@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use roost_storage::{
@@ -43,10 +44,47 @@ struct LogMeta {
     last_purged: Option<LogId>,
 }
 
+/// A log entry in memory. Entries recovered from disk stay encoded until
+/// read: after a restart most of them sit below the snapshot and are never
+/// needed again, so decoding them all would only slow recovery down.
+#[derive(Clone)]
+enum Cached {
+    Decoded(RaftEntry),
+    Encoded(LogId, Bytes),
+}
+
+/// The leading `log_id` field of an encoded `openraft::Entry`.
+#[derive(Deserialize)]
+struct LogIdPrefix {
+    log_id: LogId,
+}
+
+impl Cached {
+    fn log_id(&self) -> LogId {
+        match self {
+            Cached::Decoded(entry) => entry.log_id,
+            Cached::Encoded(log_id, _) => *log_id,
+        }
+    }
+
+    fn entry(&self) -> Result<RaftEntry, StorageError> {
+        match self {
+            Cached::Decoded(entry) => Ok(entry.clone()),
+            Cached::Encoded(log_id, bytes) => postcard::from_bytes(bytes).map_err(|e| {
+                StorageIOError::read_log_at_index(
+                    log_id.index,
+                    openraft::AnyError::error(e.to_string()),
+                )
+                .into()
+            }),
+        }
+    }
+}
+
 struct Cache {
     /// Index of `entries[0]` (meaningful only when non-empty).
     first_index: u64,
-    entries: VecDeque<RaftEntry>,
+    entries: VecDeque<Cached>,
     meta: LogMeta,
     vote: Option<Vote>,
 }
@@ -55,7 +93,7 @@ impl Cache {
     fn last_log_id(&self) -> Option<LogId> {
         self.entries
             .back()
-            .map(|e| e.log_id)
+            .map(Cached::log_id)
             .or(self.meta.last_purged)
     }
 }
@@ -110,19 +148,20 @@ impl LogStore {
             if purged_index.is_some_and(|p| record.index <= p) {
                 continue;
             }
-            let entry: RaftEntry = postcard::from_bytes(&record.payload).map_err(|e| {
-                DiskError::corrupt(dir, record.index, format!("undecodable log entry: {e}"))
-            })?;
-            if entry.log_id.index != record.index {
+            let (prefix, _) =
+                postcard::take_from_bytes::<LogIdPrefix>(&record.payload).map_err(|e| {
+                    DiskError::corrupt(dir, record.index, format!("undecodable log entry: {e}"))
+                })?;
+            if prefix.log_id.index != record.index {
                 return Err(DiskError::corrupt(
                     dir,
                     record.index,
                     "entry index mismatch",
                 ));
             }
-            entries.push_back(entry);
+            entries.push_back(Cached::Encoded(prefix.log_id, record.payload));
         }
-        let first_index = entries.front().map_or(0, |e| e.log_id.index);
+        let first_index = entries.front().map_or(0, |e: &Cached| e.log_id().index);
         let room_bytes = wal.room_bytes();
         let spares = wal.spare_count();
         let inner = Arc::new(Inner {
@@ -230,7 +269,7 @@ impl LogStore {
                 if cache.entries.is_empty() {
                     cache.first_index = entry.log_id.index;
                 }
-                cache.entries.push_back(entry);
+                cache.entries.push_back(Cached::Decoded(entry));
             }
         }
         let refs: Vec<(u64, u64, &[u8])> = records
@@ -328,7 +367,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let from = (start - first) as usize;
         let to = (end - first) as usize;
-        Ok(cache.entries.range(from..=to).cloned().collect())
+        cache.entries.range(from..=to).map(Cached::entry).collect()
     }
 }
 
@@ -394,7 +433,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             while cache
                 .entries
                 .front()
-                .is_some_and(|e| e.log_id.index <= log_id.index)
+                .is_some_and(|e| e.log_id().index <= log_id.index)
             {
                 cache.entries.pop_front();
                 cache.first_index += 1;
@@ -438,12 +477,12 @@ impl LogStore {
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Vec<RaftEntry>, StorageError> {
         let cache = self.cache();
-        Ok(cache
+        cache
             .entries
             .iter()
-            .filter(|e| range.contains(&e.log_id.index))
-            .cloned()
-            .collect())
+            .filter(|e| range.contains(&e.log_id().index))
+            .map(Cached::entry)
+            .collect()
     }
 
     /// Index up to which the log was purged (covered by a snapshot).

@@ -133,12 +133,14 @@ impl Consensus {
     ) -> Result<Consensus, ConsensusError> {
         let started = std::time::Instant::now();
         let log = LogStore::open(fs.clone(), &config.log_dir, config.wal.clone())?;
+        info!("log opened in {:?}", started.elapsed());
         let (snapshots, loaded) = SnapshotStore::open(
             fs,
             &config.snapshot_dir,
             config.state.clone(),
             config.snap_retain,
         )?;
+        info!("snapshot loaded after {:?}", started.elapsed());
         let snapshot_index = loaded
             .as_ref()
             .and_then(|(_, mark)| mark.last_applied_index());

@@ -6,9 +6,11 @@
 //! never leaves a half snapshot under a real name.
 //!
 //! Format (little endian): `RSNP`, version u32, the caller's metadata
-//! (length-prefixed), last zxid, an ACL table, the nodes (path, data, ACL
-//! index, stat, kind), the sessions, then a crc32c of everything before it and
-//! `RSNE`. Children lists and ephemeral sets are rebuilt on load.
+//! (length-prefixed), last zxid, the nodes in depth-first pre-order (path,
+//! data, ACL index, stat, kind), the ACL table, the sessions, then a crc32c of
+//! everything before it and `RSNE`. Pre-order lets the loader rebuild every
+//! child list with a stack instead of hash lookups; ephemeral sets are
+//! rebuilt from the nodes' owners.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ use crate::fs::{FileSystem, StorageFile};
 
 const MAGIC: &[u8; 4] = b"RSNP";
 const END_MAGIC: &[u8; 4] = b"RSNE";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
 /// Writes through a file in large chunks while computing the checksum.
@@ -123,14 +125,78 @@ fn write_body(
     w.u32(VERSION)?;
     w.bytes(meta)?;
     w.i64(state.last_zxid())?;
-    // ACLs are shared between nodes (by `Arc`); store each distinct one once.
+    let tree = state.tree();
+    w.i64(tree.len() as i64)?;
+    // ACLs are shared between nodes (by `Arc`); each distinct one is stored once.
     let mut acl_index: HashMap<*const Vec<Acl>, u32> = HashMap::new();
-    let mut acls: Vec<&Arc<Vec<Acl>>> = Vec::new();
-    for (_, node) in state.tree().iter() {
-        acl_index.entry(Arc::as_ptr(&node.acl)).or_insert_with(|| {
-            acls.push(&node.acl);
-            (acls.len() - 1) as u32
-        });
+    let mut acls: Vec<Arc<Vec<Acl>>> = Vec::new();
+    let mut write_node =
+        |w: &mut ChunkWriter, path: &str, node: &Node| -> Result<(), StorageError> {
+            let acl = *acl_index.entry(Arc::as_ptr(&node.acl)).or_insert_with(|| {
+                acls.push(node.acl.clone());
+                (acls.len() - 1) as u32
+            });
+            w.bytes(path.as_bytes())?;
+            match &node.data {
+                Some(data) => {
+                    w.put(&[1])?;
+                    w.bytes(data)?;
+                }
+                None => w.put(&[0])?,
+            }
+            w.u32(acl)?;
+            for v in [node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime] {
+                w.i64(v)?;
+            }
+            for v in [node.version, node.aversion, node.child_creates] {
+                w.i32(v)?;
+            }
+            match node.kind {
+                NodeKind::Persistent => w.put(&[0]),
+                NodeKind::Ephemeral(owner) => {
+                    w.put(&[1])?;
+                    w.i64(owner)
+                }
+                NodeKind::Container => w.put(&[2]),
+                NodeKind::Ttl(ms) => {
+                    w.put(&[3])?;
+                    w.i64(ms)
+                }
+            }
+        };
+    // Depth-first pre-order from the root, following the (sorted) child lists.
+    let root = tree
+        .get("/")
+        .ok_or_else(|| StorageError::Invariant("the tree has no root".into()))?;
+    write_node(&mut w, "/", root)?;
+    let mut written = 1usize;
+    let mut path = String::from("/");
+    let mut stack: Vec<(usize, Box<dyn Iterator<Item = &Arc<str>> + '_>)> =
+        vec![(1, Box::new(root.children.iter()))];
+    while let Some((base_len, children)) = stack.last_mut() {
+        let Some(name) = children.next() else {
+            stack.pop();
+            continue;
+        };
+        path.truncate(*base_len);
+        if *base_len > 1 {
+            path.push('/');
+        }
+        path.push_str(name);
+        let node = tree
+            .get(&path)
+            .ok_or_else(|| StorageError::Invariant(format!("child {path} is missing")))?;
+        write_node(&mut w, &path, node)?;
+        written += 1;
+        if !node.children.is_empty() {
+            stack.push((path.len(), Box::new(node.children.iter())));
+        }
+    }
+    if written != tree.len() {
+        return Err(StorageError::Invariant(format!(
+            "{} nodes are not reachable from the root",
+            tree.len() - written
+        )));
     }
     w.u32(acls.len() as u32)?;
     for acl in &acls {
@@ -139,36 +205,6 @@ fn write_body(
             w.i32(entry.perms)?;
             w.bytes(entry.id.scheme.as_bytes())?;
             w.bytes(entry.id.id.as_bytes())?;
-        }
-    }
-    w.i64(state.tree().len() as i64)?;
-    for (path, node) in state.tree().iter() {
-        w.bytes(path.as_bytes())?;
-        match &node.data {
-            Some(data) => {
-                w.put(&[1])?;
-                w.bytes(data)?;
-            }
-            None => w.put(&[0])?,
-        }
-        w.u32(acl_index[&Arc::as_ptr(&node.acl)])?;
-        for v in [node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime] {
-            w.i64(v)?;
-        }
-        for v in [node.version, node.aversion, node.child_creates] {
-            w.i32(v)?;
-        }
-        match node.kind {
-            NodeKind::Persistent => w.put(&[0])?,
-            NodeKind::Ephemeral(owner) => {
-                w.put(&[1])?;
-                w.i64(owner)?;
-            }
-            NodeKind::Container => w.put(&[2])?,
-            NodeKind::Ttl(ms) => {
-                w.put(&[3])?;
-                w.i64(ms)?;
-            }
         }
     }
     w.i64(state.sessions().len() as i64)?;
@@ -291,7 +327,9 @@ pub fn read_snapshot(
     path: &Path,
     config: StateConfig,
 ) -> Result<(Vec<u8>, State), StorageError> {
+    let started = std::time::Instant::now();
     let bytes = read_verified(fs, path)?;
+    tracing::debug!("snapshot read and verified in {:?}", started.elapsed());
     let mut c = Cursor {
         buf: &bytes,
         pos: 8,
@@ -299,35 +337,24 @@ pub fn read_snapshot(
     };
     let meta = c.bytes()?.to_vec();
     let last_zxid = c.i64()?;
-    let acl_count = c.u32()? as usize;
-    let mut acls = Vec::with_capacity(acl_count.min(1 << 20));
-    for _ in 0..acl_count {
-        let n = c.u32()? as usize;
-        let mut acl = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            let perms = c.i32()?;
-            let scheme = c.string()?;
-            let id = c.string()?;
-            acl.push(Acl {
-                perms,
-                id: Id { scheme, id },
-            });
-        }
-        acls.push(Arc::new(acl));
-    }
     let node_count = c.count(60)?;
-    let mut nodes: Vec<(Arc<str>, Node)> = Vec::with_capacity(node_count);
+    // Nodes arrive in pre-order: a node's parent is on the stack of its
+    // ancestors, and its children follow it.
+    let mut nodes: Vec<(Arc<str>, Node, u32)> = Vec::with_capacity(node_count);
+    let mut ancestors: Vec<(usize, Vec<Arc<str>>)> = Vec::new();
+    let finish = |nodes: &mut Vec<(Arc<str>, Node, u32)>, (at, names): (usize, Vec<Arc<str>>)| {
+        nodes[at].1.children = names.into_iter().collect();
+    };
     for _ in 0..node_count {
         let at = c.pos as u64;
-        let path_str: Arc<str> = Arc::from(c.string()?);
+        let path_bytes = c.bytes()?;
+        let path_str = std::str::from_utf8(path_bytes)
+            .map_err(|_| StorageError::corrupt(path, at, "invalid UTF-8 in a path"))?;
         let data = match c.u8()? {
             0 => None,
             _ => Some(Bytes::copy_from_slice(c.bytes()?)),
         };
-        let acl = acls
-            .get(c.u32()? as usize)
-            .cloned()
-            .ok_or_else(|| StorageError::corrupt(path, at, "unknown ACL index"))?;
+        let acl_index = c.u32()?;
         let [czxid, mzxid, pzxid, ctime, mtime] =
             [c.i64()?, c.i64()?, c.i64()?, c.i64()?, c.i64()?];
         let [version, aversion, child_creates] = [c.i32()?, c.i32()?, c.i32()?];
@@ -344,11 +371,35 @@ pub fn read_snapshot(
                 ))
             }
         };
+        if path_str == "/" {
+            if !nodes.is_empty() {
+                return Err(StorageError::corrupt(path, at, "the root is not first"));
+            }
+        } else {
+            let (parent, name) = roost_core::path::split(path_str)
+                .ok_or_else(|| StorageError::corrupt(path, at, "relative path"))?;
+            while let Some((top, _)) = ancestors.last() {
+                if &*nodes[*top].0 == parent {
+                    break;
+                }
+                let done = ancestors.pop().expect("checked non-empty");
+                finish(&mut nodes, done);
+            }
+            let Some((_, siblings)) = ancestors.last_mut() else {
+                return Err(StorageError::corrupt(
+                    path,
+                    at,
+                    format!("{path_str} has no parent before it"),
+                ));
+            };
+            siblings.push(Arc::from(name));
+        }
+        ancestors.push((nodes.len(), Vec::new()));
         nodes.push((
-            path_str,
+            Arc::from(path_str),
             Node {
                 data,
-                acl,
+                acl: Arc::new(Vec::new()),
                 czxid,
                 mzxid,
                 pzxid,
@@ -360,7 +411,27 @@ pub fn read_snapshot(
                 kind,
                 children: Default::default(),
             },
+            acl_index,
         ));
+    }
+    while let Some(done) = ancestors.pop() {
+        finish(&mut nodes, done);
+    }
+    let acl_count = c.u32()? as usize;
+    let mut acls = Vec::with_capacity(acl_count.min(1 << 20));
+    for _ in 0..acl_count {
+        let n = c.u32()? as usize;
+        let mut acl = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let perms = c.i32()?;
+            let scheme = c.string()?;
+            let id = c.string()?;
+            acl.push(Acl {
+                perms,
+                id: Id { scheme, id },
+            });
+        }
+        acls.push(Arc::new(acl));
     }
     let session_count = c.count(16)?;
     let mut sessions: OrdMap<i64, Session> = OrdMap::new();
@@ -380,35 +451,21 @@ pub fn read_snapshot(
     if c.pos != bytes.len() {
         return Err(StorageError::corrupt(path, c.pos as u64, "trailing bytes"));
     }
-    // Rebuild children lists and ephemeral sets from the paths and kinds.
-    let mut children: HashMap<&str, Vec<Arc<str>>> = HashMap::with_capacity(nodes.len());
-    for (p, node) in &nodes {
-        if let Some((parent, name)) = roost_core::path::split(p).filter(|_| &**p != "/") {
-            children.entry(parent).or_default().push(Arc::from(name));
-        }
+    tracing::debug!("snapshot parsed in {:?}", started.elapsed());
+    let mut tree_nodes = Vec::with_capacity(nodes.len());
+    for (p, mut node, acl_index) in nodes {
+        node.acl = acls.get(acl_index as usize).cloned().ok_or_else(|| {
+            StorageError::corrupt(path, 0, format!("unknown ACL index {acl_index}"))
+        })?;
         if let NodeKind::Ephemeral(owner) = node.kind {
             if let Some(session) = sessions.get_mut(&owner) {
                 session.ephemerals.insert(p.clone());
             }
         }
+        tree_nodes.push((p, node));
     }
-    let mut child_sets: HashMap<String, roost_core::Children> = children
-        .into_iter()
-        .map(|(parent, names)| (parent.to_string(), names.into_iter().collect()))
-        .collect();
-    for (p, node) in nodes.iter_mut() {
-        if let Some(set) = child_sets.remove(&**p) {
-            node.children = set;
-        }
-    }
-    if let Some(orphan) = child_sets.keys().next() {
-        return Err(StorageError::corrupt(
-            path,
-            0,
-            format!("children of missing node {orphan}"),
-        ));
-    }
-    let tree = Tree::from_nodes(nodes);
+    let tree = Tree::from_nodes(tree_nodes);
+    tracing::debug!("snapshot tree built in {:?}", started.elapsed());
     Ok((meta, State::from_parts(tree, sessions, last_zxid, config)))
 }
 
