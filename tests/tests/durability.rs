@@ -111,24 +111,20 @@ fn acknowledged_writes_survive_repeated_sigkill() {
     eprintln!("crash test seed: {seed} (replay with ROOST_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+    if std::env::var_os("ROOST_TEST_KEEP").is_some() {
+        // Keep the data of a failing run for inspection.
+        eprintln!("keeping {}", data_dir.display());
+        std::mem::forget(dir);
+    }
     // Small segments and snapshots so rounds cross segment rolls and snapshots.
     let mut server =
-        RoostProcess::start(dir.path(), &["snapCount=3000", "preAllocSize=256"]).unwrap();
+        RoostProcess::start(&data_dir, &["snapCount=3000", "preAllocSize=256"]).unwrap();
     let mut acked: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut max_acked_zxid = 0i64;
     let mut survivor: Option<(i64, Bytes, String)> = None;
     let rounds = 12;
     for round in 0..rounds {
-        // A session alive at the crash re-attaches after the restart, with its ephemeral.
-        if let Some((id, password, ephemeral)) = survivor.take() {
-            let mut back = RawClient::connect_as(server.addr, id, password, 4_000)
-                .unwrap_or_else(|e| panic!("seed {seed}: live session lost across restart: {e}"));
-            assert!(
-                data_of(back.call(&get(&ephemeral)).unwrap()).is_some(),
-                "seed {seed}: ephemeral {ephemeral} of a live session lost across restart"
-            );
-            back.call(&Request::CloseSession).unwrap();
-        }
         let mut client =
             RawClient::connect_as(server.addr, 0, Bytes::from_static(&[0; 16]), 4_000).unwrap();
         client
@@ -156,6 +152,22 @@ fn acknowledged_writes_survive_repeated_sigkill() {
         }
         server.kill();
         server.restart().unwrap();
+        // The session alive at the crash re-attaches (within its timeout) with its ephemeral.
+        if let Some((id, password, ephemeral)) = survivor.take() {
+            let mut back = RawClient::connect_as(server.addr, id, password, 4_000)
+                .unwrap_or_else(|e| panic!("seed {seed}: live session lost across restart: {e}"));
+            assert!(
+                data_of(back.call(&get(&ephemeral)).unwrap()).is_some(),
+                "seed {seed}: ephemeral {ephemeral} of a live session lost across restart"
+            );
+            if round + 1 < rounds {
+                back.call(&Request::CloseSession).unwrap();
+            } else {
+                // The last one is abandoned: its ephemeral must go when it expires.
+                survivor = Some((id, back.password.clone(), ephemeral));
+                drop(back);
+            }
+        }
         let mut check = RawClient::connect(server.addr).unwrap();
         for (path, data) in &acked {
             let got = data_of(check.call(&get(path)).unwrap());
@@ -187,7 +199,7 @@ fn acknowledged_writes_survive_repeated_sigkill() {
         "seed {seed}: only {} writes acknowledged",
         acked.len()
     );
-    // The last survivor never comes back: its ephemeral goes when it expires.
+    // The last survivor was abandoned after re-attaching: its ephemeral goes when it expires.
     let (_, _, ephemeral) = survivor.expect("last round's session");
     let mut check = RawClient::connect(server.addr).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

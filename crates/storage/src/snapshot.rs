@@ -171,8 +171,9 @@ fn write_body(
     write_node(&mut w, "/", root)?;
     let mut written = 1usize;
     let mut path = String::from("/");
-    let mut stack: Vec<(usize, Box<dyn Iterator<Item = &Arc<str>> + '_>)> =
-        vec![(1, Box::new(root.children.iter()))];
+    // (length of the parent's path, its children still to visit)
+    type Frame<'a> = (usize, Box<dyn Iterator<Item = &'a Arc<str>> + 'a>);
+    let mut stack: Vec<Frame<'_>> = vec![(1, Box::new(root.children.iter()))];
     while let Some((base_len, children)) = stack.last_mut() {
         let Some(name) = children.next() else {
             stack.pop();
