@@ -28,6 +28,9 @@ const MAGIC: &[u8; 4] = b"RSNP";
 const END_MAGIC: &[u8; 4] = b"RSNE";
 const VERSION: u32 = 2;
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Written bytes between syncs: keeps the page cache from holding a whole
+/// snapshot's writeback, which would stall the log's fsyncs behind it.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
 
 /// Writes through a file in large chunks while computing the checksum.
 struct ChunkWriter<'a> {
@@ -66,8 +69,15 @@ impl ChunkWriter<'_> {
         self.file
             .write_at(self.offset, &self.buf)
             .map_err(|e| StorageError::io("writing snapshot", self.path, e))?;
+        let before = self.offset;
         self.offset += self.buf.len() as u64;
         self.buf.clear();
+        if before / SYNC_EVERY_BYTES != self.offset / SYNC_EVERY_BYTES {
+            self.file.sync_data().map_err(|e| StorageError::SyncFailed {
+                path: self.path.to_path_buf(),
+                source: e,
+            })?;
+        }
         Ok(())
     }
 }
