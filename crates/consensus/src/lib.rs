@@ -16,9 +16,10 @@
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peer;
 pub mod state_machine;
 pub mod types;
 
-pub use node::{Consensus, ConsensusConfig, ConsensusError, Handle};
+pub use node::{Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member};
 pub use state_machine::{AppliedMark, MemoryHost, StateMachineHost};
 pub use types::Batch;

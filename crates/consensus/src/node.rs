@@ -1,39 +1,55 @@
-//! One replica: the raft node, its log and state machine, and the proposal
-//! pump that turns a stream of client writes into batches.
+//! One replica: the raft node, its log and state machine, the peer listener,
+//! and the proposal pump that turns a stream of client writes into batches.
 //!
 //! The pump is where group commit happens: while one batch is being made
 //! durable, the next accumulates; at most `in_flight_batches_max` raft
 //! entries are outstanding, and each carries up to `batch_entries_max`
-//! client writes. Writes are refused before they reach the log when the disk
-//! is full, after every earlier batch has finished, so each connection still
-//! gets its replies in order.
+//! client writes. On a follower the pump forwards each batch to the leader
+//! instead, one at a time, so a session's writes keep their order. Writes are
+//! refused before they reach the log when the disk is full, after every
+//! earlier batch has finished, so each connection still gets its replies in
+//! order. A standalone server is a one-voter cluster on the same path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use roost_core::{Entry, StateConfig};
 use roost_proto::ErrorCode;
 use roost_storage::{FileSystem, StorageError as DiskError, WalOptions};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
+use crate::peer::{
+    self, BoxFuture, PeerClient, PeerError, PeerNetwork, PeerRequest, PeerResponse, PeerService,
+};
 use crate::state_machine::{Housekeeping, SnapshotStore, StateMachine, StateMachineHost};
 use crate::types::{Batch, NodeId, Raft};
+
+/// A server of the ensemble as configured (`server.N=host:peerPort:electionPort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// `host:peerPort`.
+    pub address: String,
+    /// Observers are raft learners: they replicate and serve reads, never vote.
+    pub observer: bool,
+}
 
 /// How a replica is set up.
 #[derive(Debug, Clone)]
 pub struct ConsensusConfig {
     pub node_id: NodeId,
-    /// This node's address for peers (unused standalone).
-    pub address: String,
+    /// Every server of the ensemble, this one included; empty when standalone.
+    pub members: BTreeMap<NodeId, Member>,
     pub log_dir: PathBuf,
     pub snapshot_dir: PathBuf,
     pub wal: WalOptions,
@@ -54,18 +70,22 @@ impl ConsensusConfig {
     pub fn standalone(data_dir: PathBuf, log_dir: PathBuf, state: StateConfig) -> Self {
         ConsensusConfig {
             node_id: 1,
-            address: String::new(),
+            members: BTreeMap::new(),
             log_dir: log_dir.join("log"),
             snapshot_dir: data_dir.join("snapshots"),
             wal: WalOptions::default(),
             snap_count: 100_000,
             snap_retain: 3,
             state,
-            heartbeat_ms: 100,
-            election_timeout_ms: (300, 600),
+            heartbeat_ms: 50,
+            election_timeout_ms: (250, 500),
             batch_entries_max: 1024,
             in_flight_batches_max: 2,
         }
+    }
+
+    fn is_ensemble(&self) -> bool {
+        self.members.len() > 1
     }
 }
 
@@ -75,15 +95,34 @@ pub enum ConsensusError {
     Storage(#[from] DiskError),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("cannot listen for peers on {addr}: {source}")]
+    PeerBind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Space kept free in the log for raft's own entries (blank, membership).
 const LOG_RESERVE_BYTES: u64 = 1 << 20;
+/// How long a follower's `sync` waits to catch up with the leader.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who leads, as this replica last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    /// This replica leads and a quorum acknowledged it recently: only then
+    /// does it accept writes (a leader cut off from its quorum does not).
+    pub leading: bool,
+    /// This replica is a learner (an observer).
+    pub observer: bool,
+}
 
 /// A running replica.
 pub struct Consensus {
     raft: Raft,
     log: LogStore,
+    leadership: watch::Receiver<Leadership>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -92,23 +131,86 @@ pub struct Consensus {
 pub struct Handle {
     raft: Raft,
     log: LogStore,
+    leadership: watch::Receiver<Leadership>,
 }
 
 impl Handle {
     /// Waits until this replica has applied everything the leader had
     /// committed when called (ZooKeeper's `sync`).
     pub async fn read_barrier(&self) -> Result<(), ErrorCode> {
+        let index = match self.raft.ensure_linearizable().await {
+            Ok(log_id) => log_id.map_or(0, |l| l.index),
+            Err(_) => {
+                // Not the leader: ask it for its commit point, then catch up.
+                let Some(leader) = self.leader_address() else {
+                    return Err(ErrorCode::ConnectionLoss);
+                };
+                let mut client = PeerClient::new(0, leader);
+                match client.call(&PeerRequest::ReadIndex).await {
+                    Ok(PeerResponse::ReadIndex(Ok(index))) => index,
+                    _ => return Err(ErrorCode::ConnectionLoss),
+                }
+            }
+        };
         self.raft
-            .ensure_linearizable()
+            .wait(Some(READ_BARRIER_TIMEOUT))
+            .applied_index_at_least(Some(index), "sync")
             .await
             .map(|_| ())
-            .map_err(|_| ErrorCode::ConnectionLoss)
+            .map_err(|_| ErrorCode::OperationTimeout)
+    }
+
+    fn leader_address(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
     }
 
     pub fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        m.current_leader == Some(m.id)
+        self.leadership.borrow().leading
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        *self.leadership.borrow()
+    }
+
+    /// Changes of leadership, for tasks that react to them.
+    pub fn watch_leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// Followers (voters and observers) the leader replicates to, and how
+    /// many of them are caught up to within `lag_max` entries.
+    pub fn followers(&self, lag_max: u64) -> (usize, usize) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(replication) = metrics.replication else {
+            return (0, 0);
+        };
+        let last = metrics.last_log_index.unwrap_or(0);
+        let followers: Vec<_> = replication
+            .iter()
+            .filter(|(id, _)| **id != metrics.id)
+            .collect();
+        let synced = followers
+            .iter()
+            .filter(|(_, matched)| matched.is_some_and(|m| last.saturating_sub(m.index) <= lag_max))
+            .count();
+        (followers.len(), synced)
+    }
+
+    /// Reports sessions seen alive here to the leader (followers).
+    pub async fn report_sessions(&self, sessions: Vec<i64>) {
+        if sessions.is_empty() || self.is_leader() {
+            return;
+        }
+        if let Some(leader) = self.leader_address() {
+            let mut client = PeerClient::new(0, leader);
+            let _ = client.call(&PeerRequest::Touch(sessions)).await;
+        }
     }
 
     /// True while writes are refused for lack of disk space.
@@ -122,13 +224,55 @@ impl Handle {
     }
 }
 
+/// Roost's peer requests, served by this replica.
+struct Service {
+    raft: Raft,
+    host: Arc<dyn StateMachineHost>,
+    proposals: mpsc::Sender<Entry>,
+    leadership: watch::Receiver<Leadership>,
+}
+
+impl PeerService for Service {
+    fn forward(&self, batch: Batch) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if !self.leadership.borrow().leading {
+                return Err("not the leader".into());
+            }
+            for entry in batch.0.iter() {
+                self.proposals
+                    .send(entry.clone())
+                    .await
+                    .map_err(|_| "shutting down".to_string())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn touch(&self, sessions: &[i64]) {
+        self.host.touch_sessions(sessions);
+    }
+
+    fn read_index(&self) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            self.raft
+                .ensure_linearizable()
+                .await
+                .map(|log_id| log_id.map_or(0, |l| l.index))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 impl Consensus {
-    /// Recovers storage (snapshot + log), starts raft, and starts the pump
-    /// that proposes what arrives on `proposals`.
+    /// Recovers storage (snapshot + log), starts raft (and, in an ensemble,
+    /// the peer listener), and starts the pump that proposes what arrives on
+    /// `proposals`. `proposer` is the sending side of the same channel, used
+    /// for writes forwarded by followers.
     pub async fn start(
         config: ConsensusConfig,
         fs: Arc<dyn FileSystem>,
         host: Arc<dyn StateMachineHost>,
+        proposer: mpsc::Sender<Entry>,
         proposals: mpsc::Receiver<Entry>,
     ) -> Result<Consensus, ConsensusError> {
         let started = std::time::Instant::now();
@@ -177,52 +321,135 @@ impl Consensus {
         }
         .validate()
         .map_err(|e| ConsensusError::Raft(e.to_string()))?;
-        let raft = Raft::new(
-            config.node_id,
-            Arc::new(raft_config),
-            NoNetwork,
-            log.clone(),
-            state_machine,
-        )
-        .await
+        let raft_config = Arc::new(raft_config);
+        let raft = if config.is_ensemble() {
+            Raft::new(
+                config.node_id,
+                raft_config,
+                PeerNetwork,
+                log.clone(),
+                state_machine,
+            )
+            .await
+        } else {
+            Raft::new(
+                config.node_id,
+                raft_config,
+                NoNetwork,
+                log.clone(),
+                state_machine,
+            )
+            .await
+        }
         .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        let (leadership_tx, leadership) = watch::channel(Leadership::default());
+        // A leader that heard from no quorum for twice the election timeout
+        // steps back from accepting writes, as ZooKeeper's leader does.
+        let lease_ms = config.election_timeout_ms.1 * 2;
+        let mut tasks = vec![tokio::spawn(track_leadership(
+            raft.clone(),
+            leadership_tx,
+            lease_ms,
+        ))];
+        if config.is_ensemble() {
+            let own = config.members.get(&config.node_id).ok_or_else(|| {
+                ConsensusError::Raft(format!(
+                    "server.{} is not in the configuration",
+                    config.node_id
+                ))
+            })?;
+            let bind =
+                peer::bind_address(&own.address).ok_or_else(|| ConsensusError::PeerBind {
+                    addr: own.address.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "unresolvable address",
+                    ),
+                })?;
+            let listener = bind_peer(bind)
+                .await
+                .map_err(|source| ConsensusError::PeerBind {
+                    addr: own.address.clone(),
+                    source,
+                })?;
+            let service = Arc::new(Service {
+                raft: raft.clone(),
+                host: host.clone(),
+                proposals: proposer,
+                leadership: leadership.clone(),
+            });
+            tasks.push(tokio::spawn(peer::serve(listener, raft.clone(), service)));
+        }
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| ConsensusError::Raft(e.to_string()))?;
         if !initialized {
-            let members =
-                BTreeMap::from([(config.node_id, BasicNode::new(config.address.clone()))]);
-            match raft.initialize(members).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(ConsensusError::Raft(e.to_string())),
+            let voters: BTreeMap<NodeId, BasicNode> = if config.is_ensemble() {
+                config
+                    .members
+                    .iter()
+                    .filter(|(_, m)| !m.observer)
+                    .map(|(id, m)| (*id, BasicNode::new(m.address.clone())))
+                    .collect()
+            } else {
+                BTreeMap::from([(config.node_id, BasicNode::new(""))])
+            };
+            // Every voter of a new ensemble initializes with the same
+            // membership: the initial log entry is identical everywhere.
+            if voters.contains_key(&config.node_id) {
+                match raft.initialize(voters).await {
+                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(ConsensusError::Raft(e.to_string())),
+                }
             }
         }
-        // A single voter need not wait out an election timeout.
-        let _ = raft.trigger().elect().await;
-        let tasks = vec![
-            tokio::spawn(run_housekeeping(raft.clone(), housekeeping_rx)),
-            tokio::spawn(run_pump(
-                raft.clone(),
-                log.clone(),
-                host,
-                proposals,
-                config.batch_entries_max,
-                config.in_flight_batches_max,
-            )),
-        ];
+        if !config.is_ensemble() {
+            // A single voter need not wait out an election timeout.
+            let _ = raft.trigger().elect().await;
+        }
+        let observers: BTreeMap<NodeId, BasicNode> = config
+            .members
+            .iter()
+            .filter(|(_, m)| m.observer)
+            .map(|(id, m)| (*id, BasicNode::new(m.address.clone())))
+            .collect();
+        tasks.push(tokio::spawn(add_observers(
+            raft.clone(),
+            leadership.clone(),
+            observers,
+        )));
+        tasks.push(tokio::spawn(run_housekeeping(
+            raft.clone(),
+            housekeeping_rx,
+        )));
+        tasks.push(tokio::spawn(run_pump(
+            raft.clone(),
+            log.clone(),
+            host,
+            leadership.clone(),
+            proposals,
+            config.batch_entries_max,
+            config.in_flight_batches_max,
+        )));
         info!(
             "replica {} recovered in {:?}",
             config.node_id,
             started.elapsed()
         );
-        Ok(Consensus { raft, log, tasks })
+        Ok(Consensus {
+            raft,
+            log,
+            leadership,
+            tasks,
+        })
     }
 
     pub fn handle(&self) -> Handle {
         Handle {
             raft: self.raft.clone(),
             log: self.log.clone(),
+            leadership: self.leadership.clone(),
         }
     }
 
@@ -237,12 +464,123 @@ impl Consensus {
             .is_ok()
     }
 
+    /// Waits until some server leads and, if that is this one, until it
+    /// accepts writes (or gives up after `timeout`). Judged from the same
+    /// leadership view the pump uses, so the first client write is not
+    /// forwarded to a leader that is this very server.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        let own_id = self.raft.metrics().borrow().id;
+        let mut leadership = self.leadership.clone();
+        let ready = async {
+            leadership
+                .wait_for(|l| match l.leader {
+                    Some(id) if id == own_id => l.leading,
+                    Some(_) => true,
+                    None => false,
+                })
+                .await
+                .is_ok()
+        };
+        tokio::time::timeout(timeout, ready).await.unwrap_or(false)
+    }
+
     pub async fn shutdown(&self) {
         for task in &self.tasks {
             task.abort();
         }
         if let Err(e) = self.raft.shutdown().await {
             warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+/// Binds the peer port, retrying briefly (a restarted server may find its
+/// old socket still in TIME_WAIT).
+async fn bind_peer(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let mut attempt = 0;
+    loop {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(128)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if attempt < 50 => {
+                attempt += 1;
+                warn!("cannot listen for peers on {addr} yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Publishes leadership changes seen in raft's metrics, and notices a leader
+/// that stopped hearing from its quorum (checked on a timer, since silence
+/// changes no metric).
+async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u64) {
+    let mut metrics = raft.metrics();
+    let mut ticker = tokio::time::interval(Duration::from_millis((lease_ms / 4).max(10)));
+    loop {
+        let current = {
+            let m = metrics.borrow_and_update();
+            let is_leader = m.state == ServerState::Leader;
+            let quorum_recent = m.millis_since_quorum_ack.is_some_and(|ms| ms <= lease_ms)
+                || m.membership_config.membership().voter_ids().count() <= 1;
+            Leadership {
+                leader: m.current_leader,
+                leading: is_leader && quorum_recent,
+                observer: m.state == ServerState::Learner
+                    && m.membership_config
+                        .membership()
+                        .learner_ids()
+                        .any(|id| id == m.id),
+            }
+        };
+        tx.send_if_modified(|old| {
+            let changed = *old != current;
+            *old = current;
+            changed
+        });
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = ticker.tick() => {}
+        }
+    }
+}
+
+/// The leader adds configured observers as learners.
+async fn add_observers(
+    raft: Raft,
+    mut leadership: watch::Receiver<Leadership>,
+    observers: BTreeMap<NodeId, BasicNode>,
+) {
+    if observers.is_empty() {
+        return;
+    }
+    loop {
+        if leadership.borrow_and_update().leading {
+            let known: BTreeSet<NodeId> = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect();
+            for (id, node) in &observers {
+                if !known.contains(id) {
+                    match raft.add_learner(*id, node.clone(), false).await {
+                        Ok(_) => info!("observer {id} added"),
+                        Err(e) => warn!("cannot add observer {id} yet: {e}"),
+                    }
+                }
+            }
+        }
+        if leadership.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -262,11 +600,12 @@ async fn run_housekeeping(raft: Raft, mut requests: mpsc::UnboundedReceiver<Hous
 }
 
 /// Stamps proposals with the leader's clock (never going backwards), batches
-/// them, and proposes the batches in order.
+/// them, and proposes the batches in order — or forwards them to the leader.
 async fn run_pump(
     raft: Raft,
     log: LogStore,
     host: Arc<dyn StateMachineHost>,
+    leadership: watch::Receiver<Leadership>,
     mut proposals: mpsc::Receiver<Entry>,
     batch_entries_max: usize,
     in_flight_max: usize,
@@ -275,6 +614,7 @@ async fn run_pump(
     let permits = Arc::new(Semaphore::new(in_flight_max));
     let last_time = Arc::new(AtomicI64::new(0));
     let mut buffer = Vec::with_capacity(batch_entries_max);
+    let mut forward_to: Option<PeerClient> = None;
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
@@ -282,13 +622,21 @@ async fn run_pump(
         if proposals.recv_many(&mut buffer, batch_entries_max).await == 0 {
             return;
         }
-        let now = wall_clock_ms().max(last_time.load(Ordering::Relaxed));
-        last_time.store(now, Ordering::Relaxed);
-        for entry in &mut buffer {
-            entry.time_ms = now;
+        let leading = leadership.borrow().leading;
+        if leading {
+            let now = wall_clock_ms().max(last_time.load(Ordering::Relaxed));
+            last_time.store(now, Ordering::Relaxed);
+            for entry in &mut buffer {
+                entry.time_ms = now;
+            }
         }
         // An exact-size copy: the buffer's capacity is reused for the next batch.
         let batch = Batch(Arc::new(buffer.split_off(0)));
+        if !leading {
+            drop(permit);
+            forward(&raft, &host, &mut forward_to, batch).await;
+            continue;
+        }
         let needed = batch.encoded_len_estimate() + LOG_RESERVE_BYTES;
         let refuse = log.failed() || (log.disk_full() && log.room_bytes() < needed);
         if refuse {
@@ -313,7 +661,7 @@ async fn run_pump(
                             "a batch of {} writes was not committed: {outcome:?}",
                             batch.0.len()
                         );
-                        host.refuse(&batch.0, ErrorCode::ConnectionLoss);
+                        host.abandon(&batch.0);
                     }
                 });
             }
@@ -323,6 +671,66 @@ async fn run_pump(
                 return;
             }
         }
+    }
+}
+
+/// How long a follower holds writes while no leader will take them (an
+/// election in progress) before giving up on them.
+const FORWARD_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Hands a batch to the leader. While it surely was not delivered (no leader
+/// known, the leader unreachable, or the peer no longer leading) it is
+/// retried until `FORWARD_PATIENCE` runs out; once it may have been
+/// delivered its outcome is unknown and the writers' connections are closed.
+async fn forward(
+    raft: &Raft,
+    host: &Arc<dyn StateMachineHost>,
+    client: &mut Option<PeerClient>,
+    batch: Batch,
+) {
+    let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
+    let count = batch.0.len();
+    loop {
+        let leader = {
+            let metrics = raft.metrics().borrow().clone();
+            metrics.current_leader.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|node| (id, node.addr.clone()))
+            })
+        };
+        let outcome = match leader {
+            None => None,
+            Some((leader_id, address)) => {
+                if client.as_ref().is_none_or(|c| c.target() != leader_id) {
+                    *client = Some(PeerClient::new(leader_id, address));
+                }
+                let Some(peer) = client.as_mut() else {
+                    return;
+                };
+                match peer.call(&PeerRequest::Forward(batch.clone())).await {
+                    Ok(PeerResponse::Forwarded(Ok(()))) => return,
+                    Ok(PeerResponse::Forwarded(Err(refusal))) => Some(refusal),
+                    Err(e @ PeerError::Connect(_)) => Some(e.to_string()),
+                    outcome => {
+                        warn!("forwarding {count} writes to server {leader_id}: outcome unknown ({outcome:?})");
+                        host.abandon(&batch.0);
+                        return;
+                    }
+                }
+            }
+        };
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                "no leader took {count} writes within {FORWARD_PATIENCE:?} ({}); abandoned",
+                outcome.as_deref().unwrap_or("no leader")
+            );
+            host.abandon(&batch.0);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

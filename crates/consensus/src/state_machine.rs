@@ -52,6 +52,14 @@ pub trait StateMachineHost: Send + Sync + 'static {
     fn mark(&self) -> AppliedMark;
     /// Tells the proposers of `entries` their writes were refused with `code`.
     fn refuse(&self, entries: &[Entry], code: ErrorCode);
+    /// The outcome of `entries` is unknown (the leader that took them may
+    /// have failed): their connections are closed, as ZooKeeper's are, so
+    /// clients see ConnectionLoss rather than a wrong answer.
+    fn abandon(&self, entries: &[Entry]) {
+        self.refuse(entries, ErrorCode::ConnectionLoss);
+    }
+    /// Sessions another server saw alive (the leader keeps the deadlines).
+    fn touch_sessions(&self, _sessions: &[i64]) {}
 }
 
 /// Requests from the state machine to the node that owns the raft handle.

@@ -21,6 +21,22 @@ use crate::shared::{ConnMsg, Shared};
 pub struct Host(pub Arc<Shared>);
 
 impl StateMachineHost for Host {
+    fn abandon(&self, entries: &[Entry]) {
+        let registry = self.0.registry();
+        for entry in entries {
+            if let Some(conn) = registry.conns.get(&entry.origin) {
+                conn.send(ConnMsg::Close("write outcome unknown (leader lost)"));
+            }
+        }
+    }
+
+    fn touch_sessions(&self, sessions: &[i64]) {
+        let mut tracker = self.0.tracker();
+        for id in sessions {
+            tracker.touch(*id);
+        }
+    }
+
     fn apply(&self, entries: &[Entry], mark: &AppliedMark) {
         apply_committed(&self.0, entries, mark);
     }

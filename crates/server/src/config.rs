@@ -382,6 +382,31 @@ impl Config {
         Duration::from_millis(self.tick_time_ms)
     }
 
+    /// This server's id in an ensemble: `dataDir/myid`, as in ZooKeeper;
+    /// `None` when standalone (no `server.N` lines).
+    pub fn my_id(&self) -> Result<Option<u64>, ConfigError> {
+        if self.servers.is_empty() {
+            return Ok(None);
+        }
+        let path = self.data_dir.join("myid");
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let id = text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| invalid("myid", text.trim(), "not a server id"))?;
+        if !self.servers.iter().any(|s| s.id == id) {
+            return Err(invalid(
+                "myid",
+                &id.to_string(),
+                "no server.N line with this id",
+            ));
+        }
+        Ok(Some(id))
+    }
+
     /// Where the transaction log lives.
     pub fn log_dir(&self) -> &Path {
         self.data_log_dir.as_deref().unwrap_or(&self.data_dir)

@@ -131,8 +131,16 @@ fn server_summary(shared: &Shared, with_clients: bool, out: &mut String) {
     );
 }
 
-fn server_state(_shared: &Shared) -> &'static str {
-    "standalone"
+/// ZooKeeper's `Mode`: standalone, leader, follower or observer.
+pub fn server_state(shared: &Shared) -> &'static str {
+    if shared.config.servers.is_empty() {
+        return "standalone";
+    }
+    match shared.consensus.get().map(|c| c.leadership()) {
+        Some(l) if l.leading => "leader",
+        Some(l) if l.observer => "observer",
+        _ => "follower",
+    }
 }
 
 fn connections(shared: &Shared, full: bool, out: &mut String) {
@@ -200,6 +208,7 @@ fn monitor(shared: &Shared, out: &mut String) {
             stats.outstanding.load(Ordering::Relaxed).max(0).to_string(),
         ),
         ("zk_znode_count", nodes.to_string()),
+        ("zk_peer_state", peer_state(shared)),
         ("zk_global_sessions", sessions.to_string()),
         ("zk_local_sessions", "0".to_string()),
         ("zk_watch_count", watch_count.to_string()),
@@ -254,6 +263,23 @@ fn monitor(shared: &Shared, out: &mut String) {
     ];
     for (key, value) in lines {
         let _ = writeln!(out, "{key}\t{value}");
+    }
+    if server_state(shared) == "leader" {
+        let (followers, synced) = shared.consensus.get().map_or((0, 0), |c| c.followers(1000));
+        let _ = writeln!(out, "zk_learners\t{followers}");
+        let _ = writeln!(out, "zk_followers\t{followers}");
+        let _ = writeln!(out, "zk_synced_followers\t{synced}");
+        let _ = writeln!(out, "zk_pending_syncs\t0");
+    }
+}
+
+/// `mntr`'s zk_peer_state: ZooKeeper prints e.g. "leading - broadcast".
+fn peer_state(shared: &Shared) -> String {
+    match server_state(shared) {
+        "leader" => "leading - broadcast".into(),
+        "follower" => "following - broadcast".into(),
+        "observer" => "observing - broadcast".into(),
+        _ => "standalone".into(),
     }
 }
 

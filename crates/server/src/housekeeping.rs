@@ -81,3 +81,52 @@ pub async fn reap_containers(shared: Arc<Shared>) {
         }
     }
 }
+
+/// Reacts to leadership changes: a new leader gives every session a full
+/// timeout; connections with writes in flight when the leader changes are
+/// closed, since those writes may be lost (clients see ConnectionLoss and
+/// retry, as with ZooKeeper).
+pub async fn follow_leadership(shared: Arc<Shared>) {
+    let Some(handle) = shared.consensus.get() else {
+        return;
+    };
+    let mut leadership = handle.watch_leadership();
+    let mut last = *leadership.borrow_and_update();
+    while leadership.changed().await.is_ok() {
+        let now = *leadership.borrow_and_update();
+        if now.leading && !last.leading {
+            info!("leading: every session gets a full timeout");
+            shared.tracker().rearm_all();
+        }
+        if now.leader != last.leader || (last.leading && !now.leading) {
+            info!("leader changed ({:?} -> {:?})", last.leader, now.leader);
+            let registry = shared.registry();
+            for conn in registry.conns.values() {
+                if conn.stats.queued.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    conn.send(crate::shared::ConnMsg::Close(
+                        "leader changed with writes in flight",
+                    ));
+                }
+            }
+        }
+        last = now;
+    }
+}
+
+/// Followers tell the leader which sessions their clients kept alive.
+pub async fn report_sessions(shared: Arc<Shared>) {
+    let Some(handle) = shared.consensus.get().cloned() else {
+        return;
+    };
+    let period =
+        (shared.config.tick() / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let touched = shared.tracker().take_touched();
+        if !handle.is_leader() {
+            handle.report_sessions(touched).await;
+        }
+    }
+}

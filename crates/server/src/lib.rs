@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use roost_consensus::{Consensus, ConsensusConfig, ConsensusError};
+use std::collections::BTreeMap;
+
+use roost_consensus::{Consensus, ConsensusConfig, ConsensusError, Member};
 use roost_core::{State, StateConfig};
 use roost_storage::{FileSystem, StdFs, WalOptions};
 use tokio::net::TcpListener;
@@ -60,6 +62,8 @@ pub enum StartError {
     },
     #[error("recovery did not finish replaying the log within {0:?}")]
     RecoveryTimeout(Duration),
+    #[error(transparent)]
+    Config(ConfigError),
 }
 
 /// The server stopped because something it depends on failed.
@@ -86,7 +90,23 @@ impl Server {
         if !config.force_sync {
             warn!("forceSync=no: writes are acknowledged before they reach the disk; a crash or power loss CAN LOSE ACKNOWLEDGED WRITES");
         }
+        let my_id = config.my_id().map_err(StartError::Config)?;
+        let members: BTreeMap<u64, Member> = config
+            .servers
+            .iter()
+            .map(|peer| {
+                (
+                    peer.id,
+                    Member {
+                        address: format!("{}:{}", peer.host, peer.peer_port),
+                        observer: peer.observer,
+                    },
+                )
+            })
+            .collect();
         let consensus_config = ConsensusConfig {
+            node_id: my_id.unwrap_or(1),
+            members,
             wal: WalOptions {
                 segment_bytes: config.prealloc_bytes,
                 force_sync: config.force_sync,
@@ -101,16 +121,36 @@ impl Server {
             )
         };
         let data_dir = config.data_dir.clone();
+        let election_port = my_id
+            .and_then(|id| config.servers.iter().find(|s| s.id == id))
+            .map(|own| (own.host.clone(), own.election_port));
         let (proposals, proposal_rx) = tokio::sync::mpsc::channel(PROPOSAL_QUEUE_MAX);
-        let shared = Arc::new(Shared::new(config, 1, State::new(state_config), proposals));
+        let shared = Arc::new(Shared::new(
+            config,
+            my_id.unwrap_or(1),
+            State::new(state_config),
+            proposals.clone(),
+        ));
         let host = Arc::new(apply::Host(shared.clone()));
-        let consensus = Consensus::start(consensus_config, fs, host, proposal_rx)
+        let consensus = Consensus::start(consensus_config, fs, host, proposals, proposal_rx)
             .await
             .map_err(|source| StartError::Recovery {
                 dir: data_dir,
                 source,
             })?;
         let _ = shared.consensus.set(consensus.handle());
+        let mut tasks = JoinSet::new();
+        if let Some((host, port)) = election_port {
+            // ZooKeeper's election port: accepted (so existing firewalls and
+            // checks pass) but unused — raft elects over the peer port.
+            tasks.spawn(accept_and_drop(host, port));
+        }
+        if my_id.is_some() {
+            info!("waiting for a quorum to elect a leader");
+        }
+        while !consensus.wait_for_leader(Duration::from_secs(5)).await {
+            info!("still no leader: waiting for a quorum of servers");
+        }
         if !consensus.wait_caught_up(RECOVERY_TIMEOUT).await {
             consensus.shutdown().await;
             return Err(StartError::RecoveryTimeout(RECOVERY_TIMEOUT));
@@ -122,15 +162,17 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let mut tasks = JoinSet::new();
         tasks.spawn(housekeeping::expire_sessions(shared.clone()));
+        tasks.spawn(housekeeping::follow_leadership(shared.clone()));
+        tasks.spawn(housekeeping::report_sessions(shared.clone()));
         tasks.spawn(housekeeping::reap_containers(shared.clone()));
         tasks.spawn(watch_health(shared.clone()));
         tasks.spawn(accept_loop(shared.clone(), listener));
         {
             let state = shared.state();
             info!(
-                "serving clients on {local_addr} (standalone): {} znodes, {} sessions, zxid 0x{:x}",
+                "serving clients on {local_addr} ({}): {} znodes, {} sessions, zxid 0x{:x}",
+                fourlw::server_state(&shared),
                 state.tree().len(),
                 state.sessions().len(),
                 state.last_zxid()
@@ -183,6 +225,23 @@ impl Drop for IpSlot {
                     counts.remove(&self.ip);
                 }
             }
+        }
+    }
+}
+
+/// Accepts connections on a port and closes them at once.
+async fn accept_and_drop(host: String, port: u16) {
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            warn!("cannot listen on the election port {host}:{port}: {e}");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    loop {
+        if let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! leader (or a restarted standalone server) re-arms every session with its
 //! full timeout, so a leader change never expires a live session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +17,8 @@ struct Tracked {
 #[derive(Debug, Default)]
 pub struct SessionTracker {
     sessions: HashMap<i64, Tracked>,
+    /// Sessions heard from since the last report to the leader (followers).
+    touched: HashSet<i64>,
 }
 
 impl SessionTracker {
@@ -37,9 +39,24 @@ impl SessionTracker {
         match self.sessions.get_mut(&session_id) {
             Some(t) => {
                 t.deadline = Instant::now() + t.timeout;
+                self.touched.insert(session_id);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Sessions touched since the last call (a follower reports them to the leader).
+    pub fn take_touched(&mut self) -> Vec<i64> {
+        self.touched.drain().collect()
+    }
+
+    /// Gives every session a full timeout from now (a new leader does this,
+    /// so a leader change never expires a live session).
+    pub fn rearm_all(&mut self) {
+        let now = Instant::now();
+        for t in self.sessions.values_mut() {
+            t.deadline = now + t.timeout;
         }
     }
 

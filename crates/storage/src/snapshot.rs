@@ -73,10 +73,12 @@ impl ChunkWriter<'_> {
         self.offset += self.buf.len() as u64;
         self.buf.clear();
         if before / SYNC_EVERY_BYTES != self.offset / SYNC_EVERY_BYTES {
-            self.file.sync_data().map_err(|e| StorageError::SyncFailed {
-                path: self.path.to_path_buf(),
-                source: e,
-            })?;
+            self.file
+                .sync_data()
+                .map_err(|e| StorageError::SyncFailed {
+                    path: self.path.to_path_buf(),
+                    source: e,
+                })?;
         }
         Ok(())
     }
