@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use roost_storage::{FileSystem, StorageError as DiskError, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
@@ -104,6 +103,9 @@ pub enum ConsensusError {
 
 /// Space kept free in the log for raft's own entries (blank, membership).
 const LOG_RESERVE_BYTES: u64 = 1 << 20;
+/// How long a call to the leader may take (a stalled leader must not stall
+/// this server's writes or syncs forever).
+const LEADER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a follower's `sync` waits to catch up with the leader.
 const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -116,6 +118,10 @@ pub struct Leadership {
     pub leading: bool,
     /// This replica is a learner (an observer).
     pub observer: bool,
+    /// A leader that accepts writes is known: this one leading, or another
+    /// that this one hears from. Otherwise, as a ZooKeeper server outside
+    /// the quorum, this replica should not serve clients.
+    pub serving: bool,
 }
 
 /// A running replica.
@@ -123,6 +129,7 @@ pub struct Consensus {
     raft: Raft,
     log: LogStore,
     leadership: watch::Receiver<Leadership>,
+    leader_link: LeaderLink,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -132,6 +139,55 @@ pub struct Handle {
     raft: Raft,
     log: LogStore,
     leadership: watch::Receiver<Leadership>,
+    leader_link: LeaderLink,
+}
+
+/// One connection to the current leader, shared by a replica's `sync`s and
+/// session reports, and redialled when the leader changes.
+#[derive(Clone)]
+struct LeaderLink {
+    raft: Raft,
+    network: PeerNetwork,
+    client: Arc<tokio::sync::Mutex<Option<PeerClient>>>,
+}
+
+impl LeaderLink {
+    fn new(raft: Raft, network: PeerNetwork) -> Self {
+        LeaderLink {
+            raft,
+            network,
+            client: Default::default(),
+        }
+    }
+
+    /// Sends `request` to the current leader; `Ok(None)` if there is none.
+    async fn call(&self, request: &PeerRequest) -> Result<Option<PeerResponse>, PeerError> {
+        let (leader_id, address) = {
+            let metrics = self.raft.metrics().borrow().clone();
+            let Some(id) = metrics.current_leader else {
+                return Ok(None);
+            };
+            let recorded = metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| node.addr.clone())
+                .unwrap_or_default();
+            (id, self.network.address_of(id, &recorded))
+        };
+        let mut client = self.client.lock().await;
+        let client = match client.as_mut() {
+            Some(c) if c.target() == leader_id => c,
+            _ => client.insert(PeerClient::new(leader_id, address)),
+        };
+        match tokio::time::timeout(LEADER_CALL_TIMEOUT, client.call(request)).await {
+            Ok(result) => result.map(Some),
+            Err(_) => Err(PeerError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the leader did not answer",
+            ))),
+        }
+    }
 }
 
 impl Handle {
@@ -142,12 +198,8 @@ impl Handle {
             Ok(log_id) => log_id.map_or(0, |l| l.index),
             Err(_) => {
                 // Not the leader: ask it for its commit point, then catch up.
-                let Some(leader) = self.leader_address() else {
-                    return Err(ErrorCode::ConnectionLoss);
-                };
-                let mut client = PeerClient::new(0, leader);
-                match client.call(&PeerRequest::ReadIndex).await {
-                    Ok(PeerResponse::ReadIndex(Ok(index))) => index,
+                match self.leader_link.call(&PeerRequest::ReadIndex).await {
+                    Ok(Some(PeerResponse::ReadIndex(Ok(index)))) => index,
                     _ => return Err(ErrorCode::ConnectionLoss),
                 }
             }
@@ -160,18 +212,13 @@ impl Handle {
             .map_err(|_| ErrorCode::OperationTimeout)
     }
 
-    fn leader_address(&self) -> Option<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader?;
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
-    }
-
     pub fn is_leader(&self) -> bool {
         self.leadership.borrow().leading
+    }
+
+    /// Whether clients should be served here (see [`Leadership::serving`]).
+    pub fn serving(&self) -> bool {
+        self.leadership.borrow().serving
     }
 
     pub fn leadership(&self) -> Leadership {
@@ -207,10 +254,7 @@ impl Handle {
         if sessions.is_empty() || self.is_leader() {
             return;
         }
-        if let Some(leader) = self.leader_address() {
-            let mut client = PeerClient::new(0, leader);
-            let _ = client.call(&PeerRequest::Touch(sessions)).await;
-        }
+        let _ = self.leader_link.call(&PeerRequest::Touch(sessions)).await;
     }
 
     /// True while writes are refused for lack of disk space.
@@ -322,11 +366,18 @@ impl Consensus {
         .validate()
         .map_err(|e| ConsensusError::Raft(e.to_string()))?;
         let raft_config = Arc::new(raft_config);
+        let network = PeerNetwork::new(
+            config
+                .members
+                .iter()
+                .map(|(id, m)| (*id, m.address.clone()))
+                .collect(),
+        );
         let raft = if config.is_ensemble() {
             Raft::new(
                 config.node_id,
                 raft_config,
-                PeerNetwork,
+                network.clone(),
                 log.clone(),
                 state_machine,
             )
@@ -423,21 +474,23 @@ impl Consensus {
             raft.clone(),
             housekeeping_rx,
         )));
-        tasks.push(tokio::spawn(run_pump(
-            raft.clone(),
-            log.clone(),
+        let pump = Pump {
+            raft: raft.clone(),
+            log: log.clone(),
             host,
-            leadership.clone(),
-            proposals,
-            config.batch_entries_max,
-            config.in_flight_batches_max,
-        )));
+            leadership: leadership.clone(),
+            leader: LeaderLink::new(raft.clone(), network.clone()),
+            batch_entries_max: config.batch_entries_max,
+            in_flight_max: config.in_flight_batches_max.max(1),
+        };
+        tasks.push(tokio::spawn(pump.run(proposals)));
         info!(
             "replica {} recovered in {:?}",
             config.node_id,
             started.elapsed()
         );
         Ok(Consensus {
+            leader_link: LeaderLink::new(raft.clone(), network),
             raft,
             log,
             leadership,
@@ -450,6 +503,7 @@ impl Consensus {
             raft: self.raft.clone(),
             log: self.log.clone(),
             leadership: self.leadership.clone(),
+            leader_link: self.leader_link.clone(),
         }
     }
 
@@ -464,23 +518,13 @@ impl Consensus {
             .is_ok()
     }
 
-    /// Waits until some server leads and, if that is this one, until it
-    /// accepts writes (or gives up after `timeout`). Judged from the same
-    /// leadership view the pump uses, so the first client write is not
-    /// forwarded to a leader that is this very server.
+    /// Waits until this replica can serve clients (or gives up after
+    /// `timeout`). Judged from the same leadership view the pump uses, so
+    /// the first client write is not forwarded to a leader that is this very
+    /// server.
     pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
-        let own_id = self.raft.metrics().borrow().id;
         let mut leadership = self.leadership.clone();
-        let ready = async {
-            leadership
-                .wait_for(|l| match l.leader {
-                    Some(id) if id == own_id => l.leading,
-                    Some(_) => true,
-                    None => false,
-                })
-                .await
-                .is_ok()
-        };
+        let ready = async { leadership.wait_for(|l| l.serving).await.is_ok() };
         tokio::time::timeout(timeout, ready).await.unwrap_or(false)
     }
 
@@ -519,26 +563,50 @@ async fn bind_peer(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Publishes leadership changes seen in raft's metrics, and notices a leader
 /// that stopped hearing from its quorum (checked on a timer, since silence
-/// changes no metric).
+/// changes no metric). Such a leader also stops sending heartbeats, so that
+/// followers still hearing it elect anew instead of following a leader that
+/// cannot commit (openraft 0.9 leaders never step down by themselves).
 async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u64) {
     let mut metrics = raft.metrics();
     let mut ticker = tokio::time::interval(Duration::from_millis((lease_ms / 4).max(10)));
+    let mut heartbeats = true;
+    // When this replica last became leader: a new leader has a full lease
+    // before its first quorum acknowledgement.
+    let mut leader_since: Option<std::time::Instant> = None;
     loop {
-        let current = {
+        let (current, cut_off) = {
             let m = metrics.borrow_and_update();
             let is_leader = m.state == ServerState::Leader;
-            let quorum_recent = m.millis_since_quorum_ack.is_some_and(|ms| ms <= lease_ms)
-                || m.membership_config.membership().voter_ids().count() <= 1;
-            Leadership {
+            leader_since = is_leader.then(|| leader_since.unwrap_or_else(std::time::Instant::now));
+            let quorum_recent = match (m.millis_since_quorum_ack, leader_since) {
+                (Some(ms), _) => ms <= lease_ms,
+                (None, Some(elected)) => elected.elapsed() <= Duration::from_millis(lease_ms),
+                (None, None) => false,
+            } || m.membership_config.membership().voter_ids().count() <= 1;
+            let leading = is_leader && quorum_recent;
+            let current = Leadership {
                 leader: m.current_leader,
-                leading: is_leader && quorum_recent,
+                leading,
                 observer: m.state == ServerState::Learner
                     && m.membership_config
                         .membership()
                         .learner_ids()
                         .any(|id| id == m.id),
-            }
+                serving: match m.current_leader {
+                    Some(id) if id == m.id => leading,
+                    Some(_) => true,
+                    None => false,
+                },
+            };
+            (current, is_leader && !quorum_recent)
         };
+        if heartbeats == cut_off {
+            heartbeats = !cut_off;
+            if cut_off {
+                warn!("no quorum acknowledged this leader for {lease_ms} ms: it stops accepting writes");
+            }
+            raft.runtime_config().heartbeat(heartbeats);
+        }
         tx.send_if_modified(|old| {
             let changed = *old != current;
             *old = current;
@@ -551,7 +619,8 @@ async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u
     }
 }
 
-/// The leader adds configured observers as learners.
+/// The leader adds configured observers as learners, retrying while a
+/// membership change (such as a new ensemble's first one) is in progress.
 async fn add_observers(
     raft: Raft,
     mut leadership: watch::Receiver<Leadership>,
@@ -561,6 +630,7 @@ async fn add_observers(
         return;
     }
     loop {
+        let mut pending = false;
         if leadership.borrow_and_update().leading {
             let known: BTreeSet<NodeId> = raft
                 .metrics()
@@ -571,15 +641,21 @@ async fn add_observers(
                 .map(|(id, _)| *id)
                 .collect();
             for (id, node) in &observers {
-                if !known.contains(id) {
-                    match raft.add_learner(*id, node.clone(), false).await {
-                        Ok(_) => info!("observer {id} added"),
-                        Err(e) => warn!("cannot add observer {id} yet: {e}"),
+                if known.contains(id) {
+                    continue;
+                }
+                match raft.add_learner(*id, node.clone(), false).await {
+                    Ok(_) => info!("observer {id} added"),
+                    Err(e) => {
+                        debug!("cannot add observer {id} yet: {e}");
+                        pending = true;
                     }
                 }
             }
         }
-        if leadership.changed().await.is_err() {
+        if pending {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        } else if leadership.changed().await.is_err() {
             return;
         }
     }
@@ -599,138 +675,130 @@ async fn run_housekeeping(raft: Raft, mut requests: mpsc::UnboundedReceiver<Hous
     }
 }
 
-/// Stamps proposals with the leader's clock (never going backwards), batches
-/// them, and proposes the batches in order — or forwards them to the leader.
-async fn run_pump(
-    raft: Raft,
-    log: LogStore,
-    host: Arc<dyn StateMachineHost>,
-    leadership: watch::Receiver<Leadership>,
-    mut proposals: mpsc::Receiver<Entry>,
-    batch_entries_max: usize,
-    in_flight_max: usize,
-) {
-    let in_flight_max = in_flight_max.max(1);
-    let permits = Arc::new(Semaphore::new(in_flight_max));
-    let last_time = Arc::new(AtomicI64::new(0));
-    let mut buffer = Vec::with_capacity(batch_entries_max);
-    let mut forward_to: Option<PeerClient> = None;
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        if proposals.recv_many(&mut buffer, batch_entries_max).await == 0 {
-            return;
-        }
-        let leading = leadership.borrow().leading;
-        if leading {
-            let now = wall_clock_ms().max(last_time.load(Ordering::Relaxed));
-            last_time.store(now, Ordering::Relaxed);
-            for entry in &mut buffer {
-                entry.time_ms = now;
-            }
-        }
-        // An exact-size copy: the buffer's capacity is reused for the next batch.
-        let batch = Batch(Arc::new(buffer.split_off(0)));
-        if !leading {
-            drop(permit);
-            forward(&raft, &host, &mut forward_to, batch).await;
-            continue;
-        }
-        let needed = batch.encoded_len_estimate() + LOG_RESERVE_BYTES;
-        let refuse = log.failed() || (log.disk_full() && log.room_bytes() < needed);
-        if refuse {
-            drop(permit);
-            // Earlier batches finish first: each connection's replies stay in order.
-            let Ok(all) = permits.acquire_many(in_flight_max as u32).await else {
-                return;
-            };
-            warn!("refusing {} writes: disk full or log failed", batch.0.len());
-            host.refuse(&batch.0, ErrorCode::SystemError);
-            drop(all);
-            continue;
-        }
-        match raft.client_write_ff(batch.clone()).await {
-            Ok(done) => {
-                let host = host.clone();
-                tokio::spawn(async move {
-                    let outcome = done.await;
-                    drop(permit);
-                    if !matches!(outcome, Ok(Ok(_))) {
-                        warn!(
-                            "a batch of {} writes was not committed: {outcome:?}",
-                            batch.0.len()
-                        );
-                        host.abandon(&batch.0);
-                    }
-                });
-            }
-            Err(fatal) => {
-                error!("raft stopped: {fatal}");
-                host.refuse(&batch.0, ErrorCode::SystemError);
-                return;
-            }
-        }
-    }
-}
-
 /// How long a follower holds writes while no leader will take them (an
 /// election in progress) before giving up on them.
 const FORWARD_PATIENCE: Duration = Duration::from_secs(3);
 
-/// Hands a batch to the leader. While it surely was not delivered (no leader
-/// known, the leader unreachable, or the peer no longer leading) it is
-/// retried until `FORWARD_PATIENCE` runs out; once it may have been
-/// delivered its outcome is unknown and the writers' connections are closed.
-async fn forward(
-    raft: &Raft,
-    host: &Arc<dyn StateMachineHost>,
-    client: &mut Option<PeerClient>,
-    batch: Batch,
-) {
-    let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
-    let count = batch.0.len();
-    loop {
-        let leader = {
-            let metrics = raft.metrics().borrow().clone();
-            metrics.current_leader.and_then(|id| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|node| (id, node.addr.clone()))
-            })
-        };
-        let outcome = match leader {
-            None => None,
-            Some((leader_id, address)) => {
-                if client.as_ref().is_none_or(|c| c.target() != leader_id) {
-                    *client = Some(PeerClient::new(leader_id, address));
-                }
-                let Some(peer) = client.as_mut() else {
-                    return;
-                };
-                match peer.call(&PeerRequest::Forward(batch.clone())).await {
-                    Ok(PeerResponse::Forwarded(Ok(()))) => return,
-                    Ok(PeerResponse::Forwarded(Err(refusal))) => Some(refusal),
-                    Err(e @ PeerError::Connect(_)) => Some(e.to_string()),
-                    outcome => {
-                        warn!("forwarding {count} writes to server {leader_id}: outcome unknown ({outcome:?})");
-                        host.abandon(&batch.0);
-                        return;
-                    }
+/// Turns the stream of client writes into raft entries (on the leader) or
+/// forwards them to the leader (elsewhere).
+struct Pump {
+    raft: Raft,
+    log: LogStore,
+    host: Arc<dyn StateMachineHost>,
+    leadership: watch::Receiver<Leadership>,
+    /// Its own link: forwarded writes do not queue behind `sync`s.
+    leader: LeaderLink,
+    batch_entries_max: usize,
+    in_flight_max: usize,
+}
+
+impl Pump {
+    /// Stamps proposals with the leader's clock (never going backwards),
+    /// batches them, and proposes the batches in order.
+    async fn run(self, mut proposals: mpsc::Receiver<Entry>) {
+        let permits = Arc::new(Semaphore::new(self.in_flight_max));
+        let mut last_time = 0;
+        let mut buffer = Vec::with_capacity(self.batch_entries_max);
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            if proposals
+                .recv_many(&mut buffer, self.batch_entries_max)
+                .await
+                == 0
+            {
+                return;
+            }
+            let leading = self.leadership.borrow().leading;
+            if leading {
+                last_time = wall_clock_ms().max(last_time);
+                for entry in &mut buffer {
+                    entry.time_ms = last_time;
                 }
             }
-        };
-        if tokio::time::Instant::now() >= deadline {
-            warn!(
-                "no leader took {count} writes within {FORWARD_PATIENCE:?} ({}); abandoned",
-                outcome.as_deref().unwrap_or("no leader")
-            );
-            host.abandon(&batch.0);
-            return;
+            // An exact-size copy: the buffer's capacity is reused for the next batch.
+            let batch = Batch(Arc::new(buffer.split_off(0)));
+            if !leading {
+                drop(permit);
+                self.forward(batch).await;
+                continue;
+            }
+            let needed = batch.encoded_len_estimate() + LOG_RESERVE_BYTES;
+            let log = &self.log;
+            if log.failed() || (log.disk_full() && log.room_bytes() < needed) {
+                drop(permit);
+                // Earlier batches finish first: each connection's replies stay in order.
+                let Ok(all) = permits.acquire_many(self.in_flight_max as u32).await else {
+                    return;
+                };
+                warn!("refusing {} writes: disk full or log failed", batch.0.len());
+                self.host.refuse(&batch.0, ErrorCode::SystemError);
+                drop(all);
+                continue;
+            }
+            match self.raft.client_write_ff(batch.clone()).await {
+                Ok(done) => {
+                    let host = self.host.clone();
+                    tokio::spawn(async move {
+                        let outcome = done.await;
+                        drop(permit);
+                        if !matches!(outcome, Ok(Ok(_))) {
+                            warn!(
+                                "a batch of {} writes was not committed: {outcome:?}",
+                                batch.0.len()
+                            );
+                            host.abandon(&batch.0);
+                        }
+                    });
+                }
+                Err(fatal) => {
+                    error!("raft stopped: {fatal}");
+                    self.host.refuse(&batch.0, ErrorCode::SystemError);
+                    return;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Hands a batch to the leader. While it surely was not delivered (no
+    /// leader known, the leader unreachable, or the peer no longer leading)
+    /// it is retried until `FORWARD_PATIENCE` runs out; once it may have been
+    /// delivered its outcome is unknown and the writers' connections are closed.
+    async fn forward(&self, mut batch: Batch) {
+        let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
+        loop {
+            if !batch.0.iter().all(|e| self.host.still_awaited(e)) {
+                let awaited: Vec<Entry> = batch
+                    .0
+                    .iter()
+                    .filter(|e| self.host.still_awaited(e))
+                    .cloned()
+                    .collect();
+                if awaited.is_empty() {
+                    return;
+                }
+                batch = Batch(Arc::new(awaited));
+            }
+            let count = batch.0.len();
+            let refusal = match self.leader.call(&PeerRequest::Forward(batch.clone())).await {
+                Ok(Some(PeerResponse::Forwarded(Ok(())))) => return,
+                Ok(None) => "no leader".to_string(),
+                Ok(Some(PeerResponse::Forwarded(Err(refusal)))) => refusal,
+                Err(e @ PeerError::Connect(_)) => e.to_string(),
+                outcome => {
+                    warn!("forwarding {count} writes to the leader: outcome unknown ({outcome:?})");
+                    self.host.abandon(&batch.0);
+                    return;
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                warn!("no leader took {count} writes within {FORWARD_PATIENCE:?} ({refusal}); abandoned");
+                self.host.abandon(&batch.0);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! Bounds: a frame is at most `FRAME_BYTES_MAX`; a snapshot streams in chunks
 //! after its header, so its size is bounded only by the disk.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -231,35 +232,33 @@ impl PeerClient {
         self.target
     }
 
-    async fn stream(&mut self) -> Result<&mut TcpStream, PeerError> {
-        if self.stream.is_none() {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                .await
-                .map_err(|_| {
-                    PeerError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "peer connect timed out",
-                    ))
-                })?
-                .map_err(PeerError::Connect)?;
-            let _ = stream.set_nodelay(true);
-            self.stream = Some(stream);
+    /// The open connection, taken out of the client while in use: if a call
+    /// is cancelled midway (raft times RPCs out by dropping them), the
+    /// connection goes with it, so no later call can read a stale response.
+    async fn take_stream(&mut self) -> Result<TcpStream, PeerError> {
+        if let Some(stream) = self.stream.take() {
+            return Ok(stream);
         }
-        Ok(self.stream.as_mut().expect("connected above"))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| {
+                PeerError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "peer connect timed out",
+                ))
+            })?
+            .map_err(PeerError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 
     /// Sends a request and waits for its response; drops the connection on error.
     pub async fn call(&mut self, request: &PeerRequest) -> Result<PeerResponse, PeerError> {
-        let result = async {
-            let stream = self.stream().await?;
-            write_frame(stream, request).await?;
-            read_frame(stream).await
-        }
-        .await;
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
+        let mut stream = self.take_stream().await?;
+        write_frame(&mut stream, request).await?;
+        let response = read_frame(&mut stream).await?;
+        self.stream = Some(stream);
+        Ok(response)
     }
 
     async fn send_snapshot(
@@ -267,46 +266,60 @@ impl PeerClient {
         vote: Vote,
         snapshot: Snapshot<TypeConfig>,
     ) -> Result<PeerResponse, PeerError> {
-        let result = async {
-            let mut file = tokio::fs::File::open(&snapshot.snapshot.path).await?;
-            let size = file.metadata().await?.len();
-            let stream = self.stream().await?;
-            write_frame(
-                stream,
-                &PeerRequest::Snapshot {
-                    vote,
-                    meta: snapshot.meta.clone(),
-                    size,
-                },
-            )
-            .await?;
-            let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-            let mut left = size;
-            while left > 0 {
-                let n = (left as usize).min(chunk.len());
-                file.read_exact(&mut chunk[..n]).await?;
-                stream.write_all(&chunk[..n]).await?;
-                left -= n as u64;
-            }
-            read_frame(stream).await
+        let mut file = tokio::fs::File::open(&snapshot.snapshot.path).await?;
+        let size = file.metadata().await?.len();
+        let mut stream = self.take_stream().await?;
+        write_frame(
+            &mut stream,
+            &PeerRequest::Snapshot {
+                vote,
+                meta: snapshot.meta.clone(),
+                size,
+            },
+        )
+        .await?;
+        let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        let mut left = size;
+        while left > 0 {
+            let n = (left as usize).min(chunk.len());
+            file.read_exact(&mut chunk[..n]).await?;
+            stream.write_all(&chunk[..n]).await?;
+            left -= n as u64;
         }
-        .await;
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
+        let response = read_frame(&mut stream).await?;
+        self.stream = Some(stream);
+        Ok(response)
     }
 }
 
-/// Raft's view of the network: one [`PeerClient`] per target.
+/// Where each peer is reached, from this server's own configuration (as in
+/// ZooKeeper, each server's zoo.cfg says how it reaches the others). The
+/// address recorded in raft's membership is only a fallback.
 #[derive(Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerNetwork {
+    addresses: Arc<BTreeMap<NodeId, String>>,
+}
+
+impl PeerNetwork {
+    pub fn new(addresses: BTreeMap<NodeId, String>) -> Self {
+        PeerNetwork {
+            addresses: Arc::new(addresses),
+        }
+    }
+
+    pub fn address_of(&self, id: NodeId, recorded: &str) -> String {
+        self.addresses
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| recorded.to_string())
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerClient::new(target, node.addr.clone())
+        PeerClient::new(target, self.address_of(target, &node.addr))
     }
 }
 

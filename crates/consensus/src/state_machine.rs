@@ -60,6 +60,13 @@ pub trait StateMachineHost: Send + Sync + 'static {
     }
     /// Sessions another server saw alive (the leader keeps the deadlines).
     fn touch_sessions(&self, _sessions: &[i64]) {}
+    /// Whether a write not yet delivered to any leader is still awaited
+    /// (its client is connected, or the server itself made it): one that is
+    /// not is dropped rather than retried, so a write whose client saw
+    /// ConnectionLoss does not take effect long after.
+    fn still_awaited(&self, _entry: &Entry) -> bool {
+        true
+    }
 }
 
 /// Requests from the state machine to the node that owns the raft handle.

@@ -21,6 +21,10 @@ pub enum Txn {
     CreateSession { timeout_ms: i32, password: Bytes },
     /// Ends session `Entry::session_id`, deleting its ephemerals.
     CloseSession,
+    /// The session re-attached through another server, which now owns it:
+    /// writes still arriving through the old server get SessionMoved (what
+    /// ZooKeeper's leader does on a follower's session revalidation).
+    MoveSession,
     /// A client write: create*, delete, setData, setACL, multi, reconfig.
     Request(Request),
     /// The reaper's delete of an empty container or expired TTL node.
@@ -41,15 +45,26 @@ pub struct Entry {
     /// The caller's identities, for ACL checks and `auth` ACL expansion
     /// (shared with the connection: no copy per request).
     pub identities: Arc<[Id]>,
-    /// The connection that sent the request (server id in the top 16 bits),
-    /// so only that connection receives the reply; 0 for server-made entries.
-    /// `apply` never reads it.
+    /// The connection that sent the request (server id in the top 16 bits,
+    /// see [`origin_server`]), so only that connection receives the reply; 0
+    /// for server-made entries. `apply` reads only its server id, to tell
+    /// which server a session's writes come through.
     pub origin: u64,
     pub txn: Txn,
 }
 
+/// Bits of a connection id below the server id.
+pub const ORIGIN_SERVER_SHIFT: u32 = 48;
+
+/// The server that holds connection `origin` (0 for server-made entries).
+pub fn origin_server(origin: u64) -> u64 {
+    origin >> ORIGIN_SERVER_SHIFT
+}
+
 /// Opcodes used in the log for transactions that are not client requests.
 const OP_FAIL: i32 = OpCode::Error as i32;
+/// Not a ZooKeeper opcode: ZooKeeper keeps session owners out of its log.
+const OP_MOVE_SESSION: i32 = -1000;
 
 impl Encode for Entry {
     fn encode(&self, out: &mut BytesMut) {
@@ -71,6 +86,7 @@ impl Encode for Entry {
                 out.put_jute_buffer(password);
             }
             Txn::CloseSession => out.put_jute_i32(OpCode::CloseSession.code()),
+            Txn::MoveSession => out.put_jute_i32(OP_MOVE_SESSION),
             Txn::Request(request) => {
                 out.put_jute_i32(request.opcode().code());
                 request.encode(out);
@@ -105,6 +121,7 @@ impl Decode for Entry {
                 password: r.read_buffer()?,
             },
             op if op == OpCode::CloseSession.code() => Txn::CloseSession,
+            OP_MOVE_SESSION => Txn::MoveSession,
             op if op == OpCode::DeleteContainer.code() => {
                 Txn::DeleteContainer(PathRequest::decode(r)?.path)
             }
@@ -141,6 +158,7 @@ mod tests {
                 password: Bytes::from_static(&[7; 16]),
             },
             Txn::CloseSession,
+            Txn::MoveSession,
             Txn::Request(Request::Create {
                 opcode: OpCode::CreateTtl,
                 request: CreateRequest {

@@ -18,7 +18,7 @@ pub mod state;
 pub mod tree;
 pub mod watch;
 
-pub use entry::{Entry, Txn};
+pub use entry::{origin_server, Entry, Txn, ORIGIN_SERVER_SHIFT};
 pub use state::{Applied, Caller, Session, State, StateConfig, TTL_MS_MAX};
 pub use tree::{Children, Node, NodeKind, Tree, Trigger};
 pub use watch::{WatchKind, WatchTable, WatcherId};

@@ -19,7 +19,7 @@ use roost_proto::{
 };
 
 use crate::acl;
-use crate::entry::{Entry, Txn};
+use crate::entry::{origin_server, Entry, Txn};
 use crate::path;
 use crate::tree::{Node, NodeKind, Tree, Trigger};
 use crate::watch::{WatchKind, WatchTable, WatcherId};
@@ -43,6 +43,9 @@ pub struct Session {
     pub password: Bytes,
     /// Paths of the ephemeral nodes this session owns.
     pub ephemerals: OrdSet<Arc<str>>,
+    /// The server the session is attached through (0: not known, e.g. read
+    /// from an older snapshot; the next write through any server is accepted).
+    pub owner: u64,
 }
 
 /// What applying one entry did.
@@ -144,20 +147,29 @@ impl State {
                         timeout_ms: *timeout_ms,
                         password: password.clone(),
                         ephemerals: OrdSet::new(),
+                        owner: origin_server(entry.origin),
                     });
                 Ok(Response::Empty)
             }
-            Txn::CloseSession => {
+            Txn::MoveSession => match self.sessions.get_mut(&entry.session_id) {
+                Some(session) => {
+                    session.owner = origin_server(entry.origin);
+                    Ok(Response::Empty)
+                }
+                None => Err(ErrorCode::SessionExpired),
+            },
+            Txn::CloseSession => self.check_owner(entry).map(|()| {
                 self.close_session(entry.session_id, zxid, &mut triggers);
-                Ok(Response::Empty)
-            }
+                Response::Empty
+            }),
             Txn::Fail(code) => Err(*code),
             Txn::DeleteContainer(p) => self
                 .delete_container(p, entry.time_ms, zxid, &mut triggers)
                 .map(|_| Response::Empty),
             Txn::Request(request) => {
                 if self.sessions.contains_key(&entry.session_id) {
-                    self.apply_request(entry, request, zxid, &mut triggers)
+                    self.check_owner(entry)
+                        .and_then(|()| self.apply_request(entry, request, zxid, &mut triggers))
                 } else {
                     Err(ErrorCode::SessionExpired)
                 }
@@ -170,6 +182,18 @@ impl State {
             zxid,
             result,
             triggers,
+        }
+    }
+
+    /// SessionMoved for a client's entry that came through a server its
+    /// session has since left. Server-made entries (origin 0) always pass.
+    fn check_owner(&self, entry: &Entry) -> Result<(), ErrorCode> {
+        let from = origin_server(entry.origin);
+        match self.sessions.get(&entry.session_id) {
+            Some(session) if from != 0 && session.owner != 0 && session.owner != from => {
+                Err(ErrorCode::SessionMoved)
+            }
+            _ => Ok(()),
         }
     }
 

@@ -109,13 +109,18 @@ impl Sim {
     }
 
     fn entry(&mut self, session: i64, ids: Vec<Id>, txn: Txn) -> String {
+        self.entry_from(0, session, ids, txn)
+    }
+
+    /// An entry sent through connection `origin` (server id in its top bits).
+    fn entry_from(&mut self, origin: u64, session: i64, ids: Vec<Id>, txn: Txn) -> String {
         self.time_ms += 1;
         let applied = self.state.apply(&Entry {
             time_ms: self.time_ms,
             session_id: session,
             cxid: 0,
             identities: ids.into(),
-            origin: 0,
+            origin,
             txn,
         });
         let mut line = format!("z{} {}", applied.zxid, fmt_result(&applied.result));
@@ -551,5 +556,64 @@ fn containers_and_ttl_nodes_are_reaped_by_entries() {
         reap /t: z9 ok
         session 0x1: z1 ok
         ttl disabled: z2 ERR Unimplemented
+    "#]]);
+}
+
+#[test]
+fn a_session_moved_to_another_server_refuses_writes_through_the_old_one() {
+    let through = |server: u64| server << roost_core::ORIGIN_SERVER_SHIFT | 7;
+    let mut sim = Sim::new();
+    let step = |sim: &mut Sim, label: &str, server: u64, txn: Txn| {
+        let line = sim.entry_from(through(server), 5, ip(), txn);
+        sim.out += &format!("{label}: {line}\n");
+    };
+    let password = Bytes::from_static(&[0; 16]);
+    step(
+        &mut sim,
+        "open via 1",
+        1,
+        Txn::CreateSession {
+            timeout_ms: 30000,
+            password,
+        },
+    );
+    step(
+        &mut sim,
+        "write via 1",
+        1,
+        Txn::Request(create("/a", "x", CreateMode::Ephemeral)),
+    );
+    step(
+        &mut sim,
+        "write via 2 before moving",
+        2,
+        Txn::Request(set("/a", "y", -1)),
+    );
+    step(&mut sim, "move to 2", 2, Txn::MoveSession);
+    step(&mut sim, "write via 2", 2, Txn::Request(set("/a", "y", -1)));
+    step(
+        &mut sim,
+        "write via 1 after the move",
+        1,
+        Txn::Request(set("/a", "z", -1)),
+    );
+    step(&mut sim, "close via 1 after the move", 1, Txn::CloseSession);
+    sim.read("the session and its ephemeral live on", get("/a", false));
+    let line = sim.entry(5, ip(), Txn::CloseSession);
+    sim.out += &format!("expiry by the leader: {line}\n");
+    step(&mut sim, "move after expiry", 2, Txn::MoveSession);
+    sim.read("ephemeral gone", get("/a", false));
+    sim.check(expect![[r#"
+        open via 1: z1 ok
+        write via 1: z2 created /a [c2 m2 p2 t1002/1002 v0 cv0 av0 own0x5 len1 nc0]
+        write via 2 before moving: z3 ERR SessionMoved
+        move to 2: z4 ok
+        write via 2: z5 [c2 m5 p2 t1002/1005 v1 cv0 av0 own0x5 len1 nc0]
+        write via 1 after the move: z6 ERR SessionMoved
+        close via 1 after the move: z7 ERR SessionMoved
+        the session and its ephemeral live on: "y" [c2 m5 p2 t1002/1005 v1 cv0 av0 own0x5 len1 nc0]
+        expiry by the leader: z8 ok
+        move after expiry: z9 ERR SessionExpired
+        ephemeral gone: ERR NoNode
     "#]]);
 }

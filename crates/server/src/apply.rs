@@ -30,6 +30,10 @@ impl StateMachineHost for Host {
         }
     }
 
+    fn still_awaited(&self, entry: &Entry) -> bool {
+        entry.origin == 0 || self.0.registry().conns.contains_key(&entry.origin)
+    }
+
     fn touch_sessions(&self, sessions: &[i64]) {
         let mut tracker = self.0.tracker();
         for id in sessions {
@@ -108,12 +112,16 @@ pub fn apply_committed(shared: &Shared, entries: &[Entry], mark: &AppliedMark) {
                 });
             }
         }
+        let succeeded = applied.result.is_ok();
         if let Some(conn) = registry.conns.get(&entry.origin) {
             conn.send(ConnMsg::Completed {
                 cxid: entry.cxid,
                 zxid: applied.zxid,
                 result: applied.result,
             });
+        }
+        if !succeeded {
+            continue;
         }
         match &entry.txn {
             Txn::CreateSession { timeout_ms, .. } => {

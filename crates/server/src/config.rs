@@ -197,6 +197,10 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 
 fn parse_peer(key: &str, value: &str) -> Result<PeerSpec, ConfigError> {
     let id = parse_num::<u64>(key, key.trim_start_matches("server."))?;
+    if !(1..=255).contains(&id) {
+        // The id is the top byte of session ids, as in ZooKeeper.
+        return Err(invalid(key, value, "server ids run from 1 to 255"));
+    }
     // Drop the optional ";clientAddress:clientPort" part.
     let address = value.split(';').next().unwrap_or_default().trim();
     let parts: Vec<&str> = address.split(':').collect();
@@ -380,6 +384,19 @@ impl Config {
 
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_time_ms)
+    }
+
+    /// How long a server of an ensemble keeps its clients while it knows no
+    /// leader: `syncLimit` ticks (ZooKeeper's follower gives up on its
+    /// leader after as long), at most 2 s so clients move before their
+    /// sessions expire.
+    pub fn quorum_loss_grace(&self) -> Duration {
+        (self.tick() * self.sync_limit.max(1) as u32).min(Duration::from_secs(2))
+    }
+
+    /// More than one server: sessions may move between servers.
+    pub fn is_ensemble(&self) -> bool {
+        self.servers.len() > 1
     }
 
     /// This server's id in an ensemble: `dataDir/myid`, as in ZooKeeper;

@@ -235,6 +235,17 @@ impl Connection {
     /// any, is in `out`).
     async fn handshake(&mut self, request: ConnectRequest) -> Result<bool, ConnError> {
         let legacy = request.read_only.is_none();
+        if let Some(consensus) = self.shared.consensus.get() {
+            if !consensus.serving() {
+                // As a ZooKeeper server outside the quorum: the client tries
+                // another server.
+                info!(
+                    "refusing session request from {}: no leader with a quorum",
+                    self.peer
+                );
+                return Ok(false);
+            }
+        }
         let last_zxid = self.shared.state().last_zxid();
         if request.last_zxid_seen > last_zxid {
             info!(
@@ -247,7 +258,7 @@ impl Connection {
         let (session_id, password) = if request.session_id == 0 {
             self.create_session(timeout_ms).await?
         } else {
-            match self.reattach(&request, timeout_ms) {
+            match self.reattach(&request, timeout_ms).await? {
                 Some(password) => (request.session_id, password),
                 None => {
                     ConnectResponse::refused(legacy).encode_framed(&mut self.out);
@@ -280,16 +291,30 @@ impl Connection {
     async fn create_session(&mut self, timeout_ms: i32) -> Result<(i64, Bytes), ConnError> {
         let session_id = self.shared.next_session_id();
         let password = Bytes::from(rand::random::<[u8; 16]>().to_vec());
+        let txn = Txn::CreateSession {
+            timeout_ms,
+            password: password.clone(),
+        };
+        self.commit_session_txn(session_id, txn)
+            .await?
+            .map_err(ConnError::Refused)?;
+        Ok((session_id, password))
+    }
+
+    /// Proposes a session transaction made during the handshake and waits
+    /// for its outcome (nothing else is pending on this connection yet).
+    async fn commit_session_txn(
+        &mut self,
+        session_id: i64,
+        txn: Txn,
+    ) -> Result<Result<(), ErrorCode>, ConnError> {
         self.propose(Entry {
             time_ms: 0,
             session_id,
             cxid: 0,
             identities: self.identities.clone(),
             origin: self.id,
-            txn: Txn::CreateSession {
-                timeout_ms,
-                password: password.clone(),
-            },
+            txn,
         })
         .await?;
         loop {
@@ -298,12 +323,7 @@ impl Connection {
                 self.mailbox.taken();
             }
             match msg {
-                Some(ConnMsg::Completed { result: Ok(_), .. }) => {
-                    return Ok((session_id, password))
-                }
-                Some(ConnMsg::Completed {
-                    result: Err(code), ..
-                }) => return Err(ConnError::Refused(code)),
+                Some(ConnMsg::Completed { result, .. }) => return Ok(result.map(|_| ())),
                 Some(ConnMsg::Close(_)) | None => return Err(ConnError::ShuttingDown),
                 Some(ConnMsg::Notify { .. }) => {}
             }
@@ -312,8 +332,15 @@ impl Connection {
 
     /// Re-attaches an existing session; `None` if it is unknown or the
     /// password is wrong. Like ZooKeeper, the connection currently holding the
-    /// session is closed first, whatever the outcome.
-    fn reattach(&mut self, request: &ConnectRequest, timeout_ms: i32) -> Option<Bytes> {
+    /// session on this server is closed first, whatever the outcome. A
+    /// session arriving from another server of the ensemble is first caught
+    /// up on (it may be younger than what this server applied) and then
+    /// moved here, so writes still in flight through its old server fail.
+    async fn reattach(
+        &mut self,
+        request: &ConnectRequest,
+        timeout_ms: i32,
+    ) -> Result<Option<Bytes>, ConnError> {
         let id = request.session_id;
         {
             let mut registry = self.shared.registry();
@@ -323,24 +350,40 @@ impl Connection {
                 }
             }
         }
-        let session = self.shared.state().session(id).cloned();
-        match session {
-            Some(s) if s.password == request.passwd => {
-                let mut tracker = self.shared.tracker();
-                if !tracker.touch(id) {
-                    tracker.add(id, timeout_ms);
-                }
-                Some(s.password)
+        let ensemble = self.shared.config.is_ensemble();
+        let mut session = self.shared.state().session(id).cloned();
+        if session.is_none() && ensemble {
+            if let Some(consensus) = self.shared.consensus.get() {
+                // An error leaves the session unknown: refused below.
+                let _ = consensus.read_barrier().await;
             }
+            session = self.shared.state().session(id).cloned();
+        }
+        let session = match session {
+            Some(s) if s.password == request.passwd => s,
             Some(_) => {
                 info!("session 0x{id:x} from {}: wrong password", self.peer);
-                None
+                return Ok(None);
             }
             None => {
                 info!("session 0x{id:x} from {}: expired or unknown", self.peer);
-                None
+                return Ok(None);
+            }
+        };
+        if ensemble && session.owner != self.shared.server_id {
+            if let Err(code) = self.commit_session_txn(id, Txn::MoveSession).await? {
+                info!(
+                    "session 0x{id:x} from {}: not moved here ({code:?})",
+                    self.peer
+                );
+                return Ok(None);
             }
         }
+        let mut tracker = self.shared.tracker();
+        if !tracker.touch(id) {
+            tracker.add(id, timeout_ms);
+        }
+        Ok(Some(session.password))
     }
 
     async fn main_loop(
@@ -710,6 +753,12 @@ impl Connection {
                 }
                 if pending.opcode == OpCode::Sync {
                     self.sync_pending = false;
+                }
+                if matches!(result, Err(ErrorCode::SessionMoved)) {
+                    // As in ZooKeeper, a connection-level error: no reply, the
+                    // client finds its session where it moved to.
+                    self.closing = Some("session moved to another server");
+                    return;
                 }
                 self.shared
                     .stats

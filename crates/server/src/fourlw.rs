@@ -30,10 +30,21 @@ pub fn java_double(value: f64) -> String {
     }
 }
 
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+
 /// The full answer to one four-letter word.
 pub fn respond(word: &str, shared: &Shared) -> String {
     if !shared.config.four_letter_words.iter().any(|w| w == word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    let serving = shared.consensus.get().is_none_or(|c| c.serving());
+    if !serving {
+        // An ensemble member outside the quorum answers as ZooKeeper's does.
+        match word {
+            "ruok" | "envi" => {}
+            "isro" => return "null".into(),
+            _ => return format!("{NOT_SERVING}\n"),
+        }
     }
     let mut out = String::new();
     match word {

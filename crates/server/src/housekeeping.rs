@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roost_core::{Entry, Txn};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use crate::shared::{wall_clock_ms, Shared};
+use crate::shared::{wall_clock_ms, ConnMsg, Shared};
 
 /// An entry made by the server itself (no client connection waits for it).
 pub fn server_entry(session_id: i64, txn: Txn) -> Entry {
@@ -85,14 +85,36 @@ pub async fn reap_containers(shared: Arc<Shared>) {
 /// Reacts to leadership changes: a new leader gives every session a full
 /// timeout; connections with writes in flight when the leader changes are
 /// closed, since those writes may be lost (clients see ConnectionLoss and
-/// retry, as with ZooKeeper).
+/// retry, as with ZooKeeper). A server left without a leader for longer than
+/// an election takes closes its clients' connections, so they move to a
+/// server of the quorum instead of reading stale data here.
 pub async fn follow_leadership(shared: Arc<Shared>) {
     let Some(handle) = shared.consensus.get() else {
         return;
     };
+    let grace = shared.config.quorum_loss_grace();
     let mut leadership = handle.watch_leadership();
     let mut last = *leadership.borrow_and_update();
-    while leadership.changed().await.is_ok() {
+    let mut lost_since = (!last.serving).then(tokio::time::Instant::now);
+    loop {
+        let give_up = async {
+            match lost_since {
+                Some(since) => tokio::time::sleep_until(since + grace).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = leadership.changed() => if changed.is_err() { return },
+            () = give_up => {
+                warn!("no leader with a quorum for {grace:?}: closing client connections");
+                let registry = shared.registry();
+                for conn in registry.conns.values() {
+                    conn.send(ConnMsg::Close("this server lost contact with the quorum"));
+                }
+                lost_since = None;
+                continue;
+            }
+        }
         let now = *leadership.borrow_and_update();
         if now.leading && !last.leading {
             info!("leading: every session gets a full timeout");
@@ -103,11 +125,12 @@ pub async fn follow_leadership(shared: Arc<Shared>) {
             let registry = shared.registry();
             for conn in registry.conns.values() {
                 if conn.stats.queued.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                    conn.send(crate::shared::ConnMsg::Close(
-                        "leader changed with writes in flight",
-                    ));
+                    conn.send(ConnMsg::Close("leader changed with writes in flight"));
                 }
             }
+        }
+        if now.serving != last.serving {
+            lost_since = (!now.serving).then(tokio::time::Instant::now);
         }
         last = now;
     }

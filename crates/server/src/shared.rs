@@ -206,7 +206,7 @@ impl Shared {
 
     /// Server id (16 bits), incarnation (16 bits), then a counter.
     pub fn next_conn_id(&self) -> ConnId {
-        (self.server_id << 48)
+        (self.server_id << roost_core::ORIGIN_SERVER_SHIFT)
             | (self.incarnation << 32)
             | (self.next_conn.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
     }

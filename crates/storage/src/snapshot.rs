@@ -26,7 +26,9 @@ use crate::fs::{FileSystem, StorageFile};
 
 const MAGIC: &[u8; 4] = b"RSNP";
 const END_MAGIC: &[u8; 4] = b"RSNE";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// Version 2 lacks session owners; still read.
+const VERSION_WITHOUT_OWNERS: u32 = 2;
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Written bytes between syncs: keeps the page cache from holding a whole
 /// snapshot's writeback, which would stall the log's fsyncs behind it.
@@ -225,6 +227,7 @@ fn write_body(
         w.i64(*id)?;
         w.i32(session.timeout_ms)?;
         w.bytes(&session.password)?;
+        w.i64(session.owner as i64)?;
     }
     w.flush()?;
     let crc = w.crc;
@@ -315,7 +318,7 @@ fn read_verified(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>, StorageErr
         return Err(StorageError::corrupt(path, 0, "not a complete snapshot"));
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != VERSION_WITHOUT_OWNERS {
         return Err(StorageError::corrupt(
             path,
             4,
@@ -342,6 +345,7 @@ pub fn read_snapshot(
 ) -> Result<(Vec<u8>, State), StorageError> {
     let started = std::time::Instant::now();
     let bytes = read_verified(fs, path)?;
+    let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     tracing::debug!("snapshot read and verified in {:?}", started.elapsed());
     let mut c = Cursor {
         buf: &bytes,
@@ -452,12 +456,18 @@ pub fn read_snapshot(
         let id = c.i64()?;
         let timeout_ms = c.i32()?;
         let password = Bytes::copy_from_slice(c.bytes()?);
+        let owner = if version == VERSION_WITHOUT_OWNERS {
+            0
+        } else {
+            c.i64()? as u64
+        };
         sessions.insert(
             id,
             Session {
                 timeout_ms,
                 password,
                 ephemerals: OrdSet::new(),
+                owner,
             },
         );
     }
