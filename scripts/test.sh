@@ -46,7 +46,10 @@ cargo build --release --workspace --quiet
 log "cargo test --release"
 cargo test --release --workspace --quiet
 
-log "interop tests (kazoo, zkCli, cli_mt)"
+log "interop tests (kazoo, zkCli, cli_mt) against a standalone server"
 ROOST_BIN="$PWD/target/release/roost" python3 -m pytest -q tests/interop
+
+log "interop tests against a 3-server ensemble"
+ROOST_BIN="$PWD/target/release/roost" ROOST_INTEROP_SERVERS=3 python3 -m pytest -q tests/interop
 
 log "all tests passed"

@@ -2,6 +2,8 @@
 
 Each test module gets its own server (a fresh data folder on a free port) so
 tests cannot see each other's nodes. ROOST_BIN overrides the binary path.
+ROOST_INTEROP_SERVERS=3 (or 5) runs the same tests against an ensemble of
+that many servers, clients given every server in their connect string.
 """
 import os
 import socket
@@ -15,10 +17,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROOST_BIN = os.environ.get("ROOST_BIN", os.path.join(ROOT, "target", "release", "roost"))
 
 
+_next_port = [20000 + (os.getpid() * 7919) % 12000]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, so no outgoing
+    connection takes it before the server binds it."""
+    for _ in range(12000):
+        port = _next_port[0]
+        _next_port[0] = 20000 + (port - 20000 + 1) % 12000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def four_letter(port, word):
@@ -33,31 +47,34 @@ def four_letter(port, word):
     return b"".join(chunks).decode()
 
 
-class RoostProcess:
-    """A `roost server` child process with its own zoo.cfg and data folder."""
+BASE_CONFIG = (
+    "tickTime=200\n"  # sessions may be as short as 400 ms: expiry tests stay quick
+    "clientPortAddress=127.0.0.1\n"
+    "maxClientCnxns=0\n"
+    "maxSessionTimeout=60000\n"
+    "4lw.commands.whitelist=*\n"
+    "extendedTypesEnabled=true\n"
+    "znode.container.checkIntervalMs=100\n"
+)
 
-    def __init__(self, extra_config=""):
-        self.dir = tempfile.mkdtemp(prefix="roost-interop-")
-        self.port = free_port()
-        cfg = os.path.join(self.dir, "zoo.cfg")
+
+class RoostServer:
+    """One `roost server` child process with its own zoo.cfg and data folder."""
+
+    def __init__(self, directory, port, config):
+        self.dir = directory
+        self.port = port
+        os.makedirs(os.path.join(directory, "data"), exist_ok=True)
+        cfg = os.path.join(directory, "zoo.cfg")
         with open(cfg, "w") as f:
-            f.write(
-                "tickTime=200\n"  # sessions may be as short as 400 ms: expiry tests stay quick
-                f"dataDir={self.dir}/data\n"
-                f"clientPort={self.port}\n"
-                "clientPortAddress=127.0.0.1\n"
-                "maxClientCnxns=0\n"
-                "maxSessionTimeout=60000\n"
-                "4lw.commands.whitelist=*\n"
-                "extendedTypesEnabled=true\n"
-                "znode.container.checkIntervalMs=100\n"
-                + extra_config
-            )
-        self.log = open(os.path.join(self.dir, "roost.log"), "w")
+            f.write(f"dataDir={directory}/data\nclientPort={port}\n" + config)
+        self.log = open(os.path.join(directory, "roost.log"), "w")
         self.proc = subprocess.Popen(
             [ROOST_BIN, "server", "--config", cfg], stdout=self.log, stderr=subprocess.STDOUT
         )
-        deadline = time.time() + 30
+
+    def wait_ready(self, limit=30):
+        deadline = time.time() + limit
         while time.time() < deadline:
             try:
                 if four_letter(self.port, "ruok") == "imok":
@@ -67,11 +84,7 @@ class RoostProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"roost exited early, see {self.log.name}")
             time.sleep(0.05)
-        raise RuntimeError("roost did not start")
-
-    @property
-    def hosts(self):
-        return f"127.0.0.1:{self.port}"
+        raise RuntimeError(f"roost did not start, see {self.log.name}")
 
     def stop(self):
         self.proc.terminate()
@@ -81,6 +94,41 @@ class RoostProcess:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+class RoostProcess:
+    """A standalone server, or an ensemble of `size` servers on loopback."""
+
+    def __init__(self, extra_config="", size=None):
+        size = size or int(os.environ.get("ROOST_INTEROP_SERVERS", "1"))
+        self.dir = tempfile.mkdtemp(prefix="roost-interop-")
+        ports = [free_port() for _ in range(size)]
+        peers = ""
+        if size > 1:
+            for i in range(size):
+                peers += f"server.{i + 1}=127.0.0.1:{free_port()}:{free_port()}\n"
+        self.servers = []
+        for i, port in enumerate(ports):
+            directory = os.path.join(self.dir, f"server{i + 1}")
+            os.makedirs(os.path.join(directory, "data"), exist_ok=True)
+            with open(os.path.join(directory, "data", "myid"), "w") as f:
+                f.write(f"{i + 1}\n")
+            self.servers.append(RoostServer(directory, port, BASE_CONFIG + peers + extra_config))
+        for server in self.servers:
+            server.wait_ready()
+        self.port = ports[0]
+
+    @property
+    def hosts(self):
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    @property
+    def is_ensemble(self):
+        return len(self.servers) > 1
+
+    def stop(self):
+        for server in self.servers:
+            server.stop()
 
 
 @pytest.fixture(scope="module")

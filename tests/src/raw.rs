@@ -121,6 +121,12 @@ impl RawClient {
         Ok(Some(response))
     }
 
+    /// How long any one read may wait (default [`READ_TIMEOUT`]).
+    pub fn set_read_timeout(&self, limit: Duration) -> anyhow::Result<()> {
+        self.stream.set_read_timeout(Some(limit))?;
+        Ok(())
+    }
+
     pub fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes)?;
         Ok(())

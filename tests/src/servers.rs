@@ -91,9 +91,24 @@ pub struct ZooKeeper {
     _dir: tempfile::TempDir,
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below the kernel's ephemeral range
+/// (32768 and up on Linux), so that no outgoing connection or port-0
+/// listener takes it before the server binds it.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Spread across processes by pid; walk within this process.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let offset = (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = (LOW + offset) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between {LOW} and {}", LOW + SPAN)
 }
 
 impl ZooKeeper {
@@ -149,7 +164,7 @@ impl ZooKeeper {
 }
 
 /// A four-letter word's answer, or "" if the server is not answering yet.
-fn four_letter(addr: SocketAddr, word: &str) -> String {
+pub fn four_letter(addr: SocketAddr, word: &str) -> String {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
         return String::new();
     };
@@ -211,19 +226,31 @@ impl RoostProcess {
             cfg.push_str(line);
             cfg.push('\n');
         }
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("zoo.cfg"), cfg)?;
-        let mut process = RoostProcess {
-            addr: ([127, 0, 0, 1], port).into(),
-            dir: dir.to_path_buf(),
-            child: None,
-        };
+        let mut process = RoostProcess::configure(dir, port, &cfg)?;
         process.restart()?;
         Ok(process)
     }
 
+    /// Writes `dir/zoo.cfg` for a server on `client_port`; does not start it.
+    pub fn configure(dir: &Path, client_port: u16, cfg: &str) -> anyhow::Result<RoostProcess> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("zoo.cfg"), cfg)?;
+        Ok(RoostProcess {
+            addr: ([127, 0, 0, 1], client_port).into(),
+            dir: dir.to_path_buf(),
+            child: None,
+        })
+    }
+
     /// Starts the server again on the same config and data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    /// Starts the process without waiting for it to serve (an ensemble's
+    /// servers serve only once a quorum of them runs).
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -237,7 +264,12 @@ impl RoostProcess {
             .spawn()
             .context("starting roost")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        Ok(())
+    }
+
+    /// Waits until the server answers `ruok`.
+    pub fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if four_letter(self.addr, "ruok") == "imok" {
                 return Ok(());
@@ -254,7 +286,12 @@ impl RoostProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("roost did not start within 60 s")
+        bail!("roost did not start within {limit:?}")
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The running server's process id.

@@ -1,0 +1,692 @@
+//! Ensembles of `roost server` processes on loopback, configured like
+//! ZooKeeper (zoo.cfg `server.N` lines, `dataDir/myid`), with every peer link
+//! through a relay that can be cut. Servers are SIGKILLed and partitioned
+//! under load; no acknowledged write may be lost, the minority must refuse
+//! clients, and a recorded history must be linearizable.
+//!
+//! Randomised tests print their seed; `ROOST_ENSEMBLE_SEED=<seed>` replays.
+//! The tests take turns (one ensemble at a time) so that timings on a
+//! 2-core machine stay meaningful.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use roost_proto::*;
+use roost_tests::ensemble::Ensemble;
+use roost_tests::history::{self, Input, Operation, Output, Verdict};
+use roost_tests::raw::{four_letter_word, Frame, RawClient};
+use roost_tests::requests::*;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn seed() -> u64 {
+    std::env::var("ROOST_ENSEMBLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        })
+}
+
+/// xorshift64*: replayable from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Any server of `addrs` that accepts a new session, tried from `start`.
+fn connect_any(addrs: &[SocketAddr], start: usize) -> Option<RawClient> {
+    (0..addrs.len()).find_map(|i| {
+        let client = RawClient::connect(addrs[(start + i) % addrs.len()]).ok()?;
+        client.set_read_timeout(Duration::from_secs(8)).ok()?;
+        Some(client)
+    })
+}
+
+fn is_ok(frame: &Frame) -> bool {
+    frame.err() == Some(ErrorCode::Ok)
+}
+
+fn monitor_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('\t')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+#[test]
+fn three_servers_elect_one_leader_replicate_and_report_their_modes() {
+    let _turn = turn();
+    let ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let modes: Vec<String> = (0..3).map(|i| ensemble.mode(i)).collect();
+    assert_eq!(
+        modes.iter().filter(|m| *m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| *m == "follower").count(),
+        2,
+        "{modes:?}"
+    );
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+
+    // A write made through a follower is read back there, and on the third
+    // server after a sync.
+    let mut writer = RawClient::connect(ensemble.addr(follower)).unwrap();
+    assert!(is_ok(
+        &writer
+            .call(&create("/replicated", b"v1", CreateMode::Persistent))
+            .unwrap()
+    ));
+    assert_eq!(
+        data_of(writer.call(&get("/replicated", false)).unwrap()).as_deref(),
+        Some(&b"v1"[..])
+    );
+    let mut reader = RawClient::connect(ensemble.addr(other)).unwrap();
+    assert!(is_ok(&reader.call(&sync("/replicated")).unwrap()));
+    assert_eq!(
+        data_of(reader.call(&get("/replicated", true)).unwrap()).as_deref(),
+        Some(&b"v1"[..])
+    );
+    // A watch set on one server fires for a write made through another.
+    assert!(is_ok(&writer.call(&set("/replicated", b"v2", 0)).unwrap()));
+    match reader.next_event().unwrap() {
+        Frame::Notification { event, path, .. } => {
+            assert_eq!(
+                (event, path.as_str()),
+                (EventType::NodeDataChanged, "/replicated")
+            );
+        }
+        other => panic!("expected a notification, got {other:?}"),
+    }
+
+    let mntr = four_letter_word(ensemble.addr(leader), "mntr").unwrap();
+    assert_eq!(
+        monitor_value(&mntr, "zk_server_state").as_deref(),
+        Some("leader")
+    );
+    assert!(
+        roost_tests::requests::eventually(Duration::from_secs(5), || {
+            let mntr = four_letter_word(ensemble.addr(leader), "mntr").unwrap_or_default();
+            monitor_value(&mntr, "zk_synced_followers").as_deref() == Some("2")
+        }),
+        "{mntr}"
+    );
+    assert_eq!(monitor_value(&mntr, "zk_followers").as_deref(), Some("2"));
+    let srvr = four_letter_word(ensemble.addr(follower), "srvr").unwrap();
+    assert!(srvr.contains("Mode: follower"), "{srvr}");
+}
+
+#[test]
+fn a_session_moved_to_another_server_is_closed_on_the_old_one() {
+    let _turn = turn();
+    let ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let mut first = RawClient::connect(ensemble.addr(0)).unwrap();
+    assert!(is_ok(
+        &first
+            .call(&create("/owned", b"", CreateMode::Ephemeral))
+            .unwrap()
+    ));
+    let mut second = RawClient::connect_as(
+        ensemble.addr(1),
+        first.session_id,
+        first.password.clone(),
+        30_000,
+    )
+    .unwrap();
+    assert_eq!(second.session_id, first.session_id);
+    // The old connection's write is refused as ZooKeeper does it: the
+    // connection is closed without a reply.
+    let _ = first.send(&set("/owned", b"stale", -1));
+    assert!(first.is_closed_by_server(), "the old connection is closed");
+    let reply = second.call(&set("/owned", b"fresh", -1)).unwrap();
+    assert!(is_ok(&reply), "{reply:?}");
+    let stat = stat_of(&second.call(&exists("/owned", false)).unwrap()).unwrap();
+    assert_eq!(stat.ephemeral_owner, second.session_id);
+}
+
+#[test]
+fn clients_of_a_killed_server_move_on_with_their_sessions() {
+    let _turn = turn();
+    let mut ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let victim = (leader + 1) % 3;
+    let refuge = (leader + 2) % 3;
+    let mut client = RawClient::connect_as(
+        ensemble.addr(victim),
+        0,
+        Bytes::from_static(&[0; 16]),
+        6_000,
+    )
+    .unwrap();
+    let reply = client
+        .call(&create("/lease", b"mine", CreateMode::Ephemeral))
+        .unwrap();
+    assert!(is_ok(&reply));
+    let Frame::Reply { zxid, .. } = reply else {
+        unreachable!()
+    };
+    ensemble.kill(victim);
+    let mut moved = RawClient::open(ensemble.addr(refuge)).unwrap();
+    let response = moved
+        .handshake(&ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: zxid,
+            timeout_ms: 6_000,
+            session_id: client.session_id,
+            passwd: client.password.clone(),
+            read_only: Some(false),
+        })
+        .unwrap()
+        .expect("the session is accepted elsewhere");
+    assert_eq!(response.session_id, client.session_id);
+    // Longer than the session timeout: the session lives because the
+    // server now holding it keeps it alive.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(is_ok(&moved.call(&Request::Ping).unwrap()));
+    }
+    let stat = stat_of(&moved.call(&exists("/lease", false)).unwrap()).expect("ephemeral kept");
+    assert_eq!(stat.ephemeral_owner, client.session_id);
+    assert!(is_ok(
+        &moved.call(&set("/lease", b"still mine", -1)).unwrap()
+    ));
+}
+
+#[test]
+fn a_server_behind_on_the_clients_zxid_refuses_it() {
+    let _turn = turn();
+    let ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let mut client = RawClient::open(ensemble.addr(0)).unwrap();
+    let response = client
+        .handshake(&ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 1 << 40,
+            timeout_ms: 10_000,
+            session_id: 0,
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+        })
+        .unwrap();
+    assert!(
+        response.is_none(),
+        "refused: the client has seen the future"
+    );
+}
+
+#[test]
+fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let _turn = turn();
+    let mut ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| ensemble.addr(i)).collect();
+    {
+        let mut setup = RawClient::connect(addrs[0]).unwrap();
+        assert!(is_ok(
+            &setup
+                .call(&create("/load", b"", CreateMode::Persistent))
+                .unwrap()
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let killed_at = Arc::new(Mutex::new(None::<Instant>));
+    let first_write_after_kill = Arc::new(Mutex::new(None::<Duration>));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, acknowledged, killed_at, first) = (
+                stop.clone(),
+                acknowledged.clone(),
+                killed_at.clone(),
+                first_write_after_kill.clone(),
+            );
+            let addrs = addrs.clone();
+            std::thread::spawn(move || {
+                let mut client = None;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(c) = client.as_mut() else {
+                        client = connect_any(&addrs, w);
+                        if client.is_none() {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        continue;
+                    };
+                    let path = format!("/load/w{w}-{n}");
+                    n += 1;
+                    let invoked = Instant::now();
+                    match c.call(&create(&path, b"x", CreateMode::Persistent)) {
+                        Ok(reply) if is_ok(&reply) => {
+                            acknowledged.lock().unwrap().insert(path);
+                            // Failover time: until the first write sent
+                            // after the kill is acknowledged.
+                            let killed = *killed_at.lock().unwrap();
+                            if let Some(at) = killed.filter(|at| invoked > *at) {
+                                let mut first = first.lock().unwrap();
+                                let took = at.elapsed();
+                                if first.is_none_or(|f| took < f) {
+                                    *first = Some(took);
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => client = None,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let before_kill = acknowledged.lock().unwrap().len();
+    assert!(before_kill > 0, "the load is running");
+    *killed_at.lock().unwrap() = Some(Instant::now());
+    ensemble.kill(leader);
+    std::thread::sleep(Duration::from_secs(3));
+    ensemble.restart(leader).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let failover = first_write_after_kill
+        .lock()
+        .unwrap()
+        .expect("writes resumed after the leader was killed");
+    println!("first acknowledged write {failover:?} after killing the leader");
+    assert!(failover < Duration::from_secs(5), "{failover:?}");
+    let new_leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    assert_ne!(
+        ensemble.mode(leader),
+        "",
+        "the restarted server serves again"
+    );
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    let acknowledged = acknowledged.lock().unwrap();
+    assert!(
+        acknowledged.len() > before_kill,
+        "writes went on after the kill"
+    );
+    for i in 0..3 {
+        let mut client = RawClient::connect(ensemble.addr(i)).unwrap();
+        let Response::Children(names) = ok_body(client.call(&children("/load")).unwrap()) else {
+            panic!("children expected");
+        };
+        let present: BTreeSet<String> = names.into_iter().map(|n| format!("/load/{n}")).collect();
+        let missing: Vec<&String> = acknowledged.difference(&present).collect();
+        assert!(
+            missing.is_empty(),
+            "server.{} (leader now: server.{}) lacks {} acknowledged writes, e.g. {:?}",
+            i + 1,
+            new_leader + 1,
+            missing.len(),
+            missing.first()
+        );
+    }
+}
+
+#[test]
+fn an_isolated_leader_stops_serving_the_majority_goes_on_and_healing_converges() {
+    let _turn = turn();
+    let ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let old_leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let majority: Vec<usize> = (0..3).filter(|i| *i != old_leader).collect();
+    let mut stranded = RawClient::connect(ensemble.addr(old_leader)).unwrap();
+    assert!(is_ok(
+        &stranded
+            .call(&create("/before", b"", CreateMode::Persistent))
+            .unwrap()
+    ));
+    ensemble.isolate(old_leader);
+
+    // The majority elects a leader of its own and takes writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut majority_client = loop {
+        assert!(Instant::now() < deadline, "the majority never took writes");
+        if let Some(mut c) =
+            connect_any(&[ensemble.addr(majority[0]), ensemble.addr(majority[1])], 0)
+        {
+            if c.call(&create("/during", b"", CreateMode::Persistent))
+                .is_ok_and(|r| is_ok(&r))
+            {
+                break c;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // The cut-off server refuses writes: its client is disconnected without
+    // the write being acknowledged, and new sessions are refused.
+    stranded.set_read_timeout(Duration::from_secs(10)).unwrap();
+    let outcome = stranded.call(&create("/minority", b"", CreateMode::Persistent));
+    assert!(
+        !outcome.as_ref().is_ok_and(is_ok),
+        "the minority acknowledged a write: {outcome:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || RawClient::connect(
+            ensemble.addr(old_leader)
+        )
+        .is_err()),
+        "the minority keeps accepting sessions"
+    );
+    let srvr = four_letter_word(ensemble.addr(old_leader), "srvr").unwrap();
+    assert!(srvr.contains("not currently serving"), "{srvr}");
+
+    ensemble.heal();
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    let mut healed = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        healed = RawClient::connect(ensemble.addr(old_leader)).ok();
+        healed.is_some()
+    }));
+    let mut healed = healed.unwrap();
+    assert!(is_ok(&healed.call(&sync("/")).unwrap()));
+    for path in ["/before", "/during"] {
+        assert!(
+            stat_of(&healed.call(&exists(path, false)).unwrap()).is_some(),
+            "{path} missing on the healed server"
+        );
+    }
+    // "/minority" was never acknowledged: its outcome is unknown to the
+    // client (ConnectionLoss), so it may or may not exist now.
+    assert!(is_ok(&majority_client.call(&sync("/")).unwrap()));
+}
+
+#[test]
+fn an_observer_serves_reads_forwards_writes_and_never_votes() {
+    let _turn = turn();
+    let mut ensemble = Ensemble::start(4, &[3], &[]).unwrap();
+    assert!(eventually(Duration::from_secs(10), || ensemble.mode(3) == "observer"));
+    let mut client = RawClient::connect(ensemble.addr(3)).unwrap();
+    assert!(is_ok(
+        &client
+            .call(&create("/via-observer", b"o", CreateMode::Persistent))
+            .unwrap()
+    ));
+    assert_eq!(
+        data_of(client.call(&get("/via-observer", false)).unwrap()).as_deref(),
+        Some(&b"o"[..])
+    );
+    // Two of three voters down: no quorum, although three of four servers...
+    // ...would be a majority if the observer voted. With one voter down the
+    // rest goes on.
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    ensemble.kill(leader);
+    let mut writer = None;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let Some(c) = connect_any(&[ensemble.addr(3)], 0) else {
+                return false;
+            };
+            writer = Some(c);
+            writer
+                .as_mut()
+                .and_then(|c| {
+                    c.call(&create("/after-kill", b"", CreateMode::Persistent))
+                        .ok()
+                })
+                .is_some_and(|r| is_ok(&r))
+        }),
+        "two voters of three keep the ensemble writable"
+    );
+    let second = (0..3).find(|i| *i != leader && ensemble.mode(*i) == "leader");
+    if let Some(second) = second {
+        ensemble.kill(second);
+    } else {
+        let follower = (0..3).find(|i| *i != leader).unwrap();
+        ensemble.kill(follower);
+    }
+    let outcome = connect_any(&[ensemble.addr(3)], 0)
+        .map(|mut c| c.call(&create("/no-quorum", b"", CreateMode::Persistent)));
+    assert!(
+        !matches!(outcome, Some(Ok(ref r)) if is_ok(r)),
+        "one voter and an observer must not commit: {outcome:?}"
+    );
+}
+
+/// The nemesis's moves, at fixed times into the run, chosen by the seed.
+fn nemesis(ensemble: &mut Ensemble, rng: &mut Rng, stop: &AtomicBool) {
+    let step = Duration::from_millis(1500);
+    let mut down: Option<usize> = None;
+    let mut isolated = false;
+    for _ in 0..8 {
+        std::thread::sleep(step);
+        if let Some(server) = down.take() {
+            if let Err(e) = ensemble.restart(server) {
+                panic!("restart failed: {e}");
+            }
+            continue;
+        }
+        if isolated {
+            ensemble.heal();
+            isolated = false;
+            continue;
+        }
+        let target = match rng.below(2) {
+            0 => ensemble
+                .wait_for_leader(Duration::from_secs(5))
+                .unwrap_or(0),
+            _ => rng.below(3) as usize,
+        };
+        if rng.below(2) == 0 {
+            println!("nemesis: kill server.{}", target + 1);
+            ensemble.kill(target);
+            down = Some(target);
+        } else {
+            println!("nemesis: isolate server.{}", target + 1);
+            ensemble.isolate(target);
+            isolated = true;
+        }
+    }
+    if let Some(server) = down {
+        ensemble.restart(server).unwrap();
+    }
+    ensemble.heal();
+    stop.store(true, Ordering::Relaxed);
+}
+
+const KEYS: usize = 3;
+
+/// One client of the history test: writes, version-checked writes and
+/// sync-then-read on a few keys, recording each operation.
+fn client_loop(
+    id: usize,
+    addrs: Vec<SocketAddr>,
+    seed: u64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<Operation> {
+    let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut client: Option<RawClient> = None;
+    let mut versions = [0i32; KEYS];
+    let mut ops = Vec::new();
+    let mut sequence = 0u64;
+    let now = || start.elapsed().as_nanos() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(2 + rng.below(6)));
+        let Some(c) = client.as_mut() else {
+            client = connect_any(&addrs, rng.below(addrs.len() as u64) as usize);
+            if client.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        };
+        let key = rng.below(KEYS as u64) as usize;
+        let path = format!("/lin/k{key}");
+        sequence += 1;
+        let value = (id as u64 + 1) * 1_000_000 + sequence;
+        let input = match rng.below(10) {
+            0..=3 => Input::Write(value),
+            4..=6 => Input::CompareAndSet {
+                version: versions[key],
+                value,
+            },
+            _ => Input::Read,
+        };
+        let invoked = now();
+        let result = match input {
+            Input::Write(v) => c.call(&set(&path, v.to_string().as_bytes(), -1)),
+            Input::CompareAndSet { version, value } => {
+                c.call(&set(&path, value.to_string().as_bytes(), version))
+            }
+            Input::Read => c.call(&sync(&path)).and_then(|r| {
+                if is_ok(&r) {
+                    c.call(&get(&path, false))
+                } else {
+                    Ok(r)
+                }
+            }),
+        };
+        let output = match &result {
+            Ok(frame) if is_ok(frame) => match input {
+                Input::Read => {
+                    let stat = stat_of(frame);
+                    let value = data_of(frame.clone())
+                        .and_then(|d| std::str::from_utf8(&d).ok()?.parse().ok());
+                    match (value, stat) {
+                        (Some(value), Some(stat)) => Some(Output::Read {
+                            value,
+                            version: stat.version,
+                        }),
+                        _ => None,
+                    }
+                }
+                _ => stat_of(frame).map(|s| Output::Written { version: s.version }),
+            },
+            Ok(frame) if frame.err() == Some(ErrorCode::BadVersion) => Some(Output::BadVersion),
+            _ => None,
+        };
+        if result.is_err() {
+            client = None;
+        }
+        match output {
+            Some(out) => {
+                if let Output::Written { version } | Output::Read { version, .. } = out {
+                    versions[key] = version;
+                }
+                ops.push(Operation {
+                    key,
+                    client: id,
+                    input,
+                    invoked,
+                    completed: Some((now(), out)),
+                });
+            }
+            // Unknown outcome: the write may or may not have happened.
+            None if input != Input::Read => ops.push(Operation {
+                key,
+                client: id,
+                input,
+                invoked,
+                completed: None,
+            }),
+            None => {}
+        }
+    }
+    ops
+}
+
+#[test]
+fn history_under_kills_and_partitions_is_linearizable() {
+    let _turn = turn();
+    let seed = seed();
+    println!("ensemble history seed: {seed} (replay with ROOST_ENSEMBLE_SEED={seed})");
+    let mut ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| ensemble.addr(i)).collect();
+    {
+        let mut setup = RawClient::connect(addrs[0]).unwrap();
+        assert!(is_ok(
+            &setup
+                .call(&create("/lin", b"", CreateMode::Persistent))
+                .unwrap()
+        ));
+        for key in 0..KEYS {
+            let path = format!("/lin/k{key}");
+            assert!(is_ok(
+                &setup
+                    .call(&create(&path, b"0", CreateMode::Persistent))
+                    .unwrap()
+            ));
+        }
+    }
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..5)
+        .map(|id| {
+            let (addrs, stop) = (addrs.clone(), stop.clone());
+            std::thread::spawn(move || client_loop(id, addrs, seed, start, stop))
+        })
+        .collect();
+    let mut rng = Rng(seed);
+    nemesis(&mut ensemble, &mut rng, &stop);
+    let mut operations = Vec::new();
+    for client in clients {
+        operations.extend(client.join().unwrap());
+    }
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    // Final reads from every server join the history.
+    for i in 0..3 {
+        let mut client = RawClient::connect(ensemble.addr(i)).unwrap();
+        for key in 0..KEYS {
+            let path = format!("/lin/k{key}");
+            let invoked = start.elapsed().as_nanos() as u64;
+            let frame = client.call(&get(&path, false)).unwrap();
+            let stat = stat_of(&frame).unwrap();
+            let value = std::str::from_utf8(&data_of(frame).unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            operations.push(Operation {
+                key,
+                client: 100 + i,
+                input: Input::Read,
+                invoked,
+                completed: Some((
+                    start.elapsed().as_nanos() as u64,
+                    Output::Read {
+                        value,
+                        version: stat.version,
+                    },
+                )),
+            });
+        }
+    }
+    let known = operations.iter().filter(|o| o.completed.is_some()).count();
+    println!(
+        "{} operations ({} with unknown outcome)",
+        operations.len(),
+        operations.len() - known
+    );
+    assert!(known > 200, "too few operations completed: {known}");
+    for (key, verdict) in history::check(&operations, 20_000_000) {
+        assert_eq!(
+            verdict,
+            Verdict::Linearizable,
+            "key {key}, seed {seed} (replay with ROOST_ENSEMBLE_SEED={seed})"
+        );
+    }
+}
