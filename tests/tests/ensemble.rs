@@ -139,6 +139,21 @@ fn three_servers_elect_one_leader_replicate_and_report_their_modes() {
     assert_eq!(monitor_value(&mntr, "zk_followers").as_deref(), Some("2"));
     let srvr = four_letter_word(ensemble.addr(follower), "srvr").unwrap();
     assert!(srvr.contains("Mode: follower"), "{srvr}");
+
+    // The membership in ZooKeeper's format, as Curator's EnsembleTracker reads it.
+    let reply = reader.call(&get("/zookeeper/config", false)).unwrap();
+    assert_eq!(stat_of(&reply).map(|s| s.version), Some(-1));
+    let config = String::from_utf8(data_of(reply).unwrap().to_vec()).unwrap();
+    let lines: Vec<&str> = config.lines().collect();
+    assert_eq!(lines.len(), 4, "{config}");
+    for (i, line) in lines[..3].iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("server.{}=127.0.0.1:", i + 1)),
+            "{config}"
+        );
+        assert!(line.ends_with(":participant"), "{config}");
+    }
+    assert_eq!(lines[3], "version=0");
 }
 
 #[test]

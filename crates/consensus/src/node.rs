@@ -76,8 +76,11 @@ impl ConsensusConfig {
             snap_count: 100_000,
             snap_retain: 3,
             state,
-            heartbeat_ms: 50,
-            election_timeout_ms: (250, 500),
+            // openraft starts an election only after a follower has heard
+            // nothing for its lease (the maximum) plus its random timeout,
+            // so a dead leader is replaced within 400-550 ms on loopback.
+            heartbeat_ms: 30,
+            election_timeout_ms: (150, 250),
             batch_entries_max: 1024,
             in_flight_batches_max: 2,
         }
@@ -797,7 +800,7 @@ impl Pump {
                 self.host.abandon(&batch.0);
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -34,6 +34,11 @@ pub struct StateConfig {
     pub extended_types: bool,
     /// `reconfigEnabled`.
     pub reconfig_enabled: bool,
+    /// The ensemble's membership in ZooKeeper's dynamic-config format
+    /// (`server.N=host:peer:election:participant` lines, then `version=0`),
+    /// shown in `/zookeeper/config`; empty when standalone. Derived from
+    /// zoo.cfg on every start, like ZooKeeper, not from the log.
+    pub membership: Bytes,
 }
 
 /// A live session in the replicated table.
@@ -87,12 +92,7 @@ enum OpOutcome {
 
 impl State {
     pub fn new(config: StateConfig) -> Self {
-        State {
-            tree: Tree::new(),
-            sessions: OrdMap::new(),
-            last_zxid: 0,
-            config,
-        }
+        Self::from_parts(Tree::new(), OrdMap::new(), 0, config)
     }
 
     /// Rebuilds a state from its parts (snapshot loading).
@@ -102,12 +102,25 @@ impl State {
         last_zxid: i64,
         config: StateConfig,
     ) -> Self {
-        State {
+        let mut state = State {
             tree,
             sessions,
             last_zxid,
             config,
+        };
+        state.publish_membership();
+        state
+    }
+
+    /// Writes the membership into `/zookeeper/config` as ZooKeeper does at
+    /// start-up: version -1, mzxid 0 (static config), no watch fired.
+    fn publish_membership(&mut self) {
+        if self.config.membership.is_empty() {
+            return;
         }
+        let data = Some(self.config.membership.clone());
+        self.tree
+            .set_data(path::CONFIG, data, -1, 0, 0, &mut Vec::new());
     }
 
     pub fn tree(&self) -> &Tree {

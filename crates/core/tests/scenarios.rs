@@ -96,6 +96,7 @@ impl Sim {
         Sim::with(StateConfig {
             extended_types: true,
             reconfig_enabled: false,
+            ..Default::default()
         })
     }
 

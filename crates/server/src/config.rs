@@ -40,6 +40,8 @@ pub struct PeerSpec {
     pub peer_port: u16,
     pub election_port: u16,
     pub observer: bool,
+    /// The `;clientAddress:clientPort` part, kept for `/zookeeper/config`.
+    pub client_address: Option<String>,
 }
 
 /// Everything `roost server` reads from its config.
@@ -201,8 +203,9 @@ fn parse_peer(key: &str, value: &str) -> Result<PeerSpec, ConfigError> {
         // The id is the top byte of session ids, as in ZooKeeper.
         return Err(invalid(key, value, "server ids run from 1 to 255"));
     }
-    // Drop the optional ";clientAddress:clientPort" part.
-    let address = value.split(';').next().unwrap_or_default().trim();
+    let mut halves = value.splitn(2, ';');
+    let address = halves.next().unwrap_or_default().trim();
+    let client_address = halves.next().map(|c| c.trim().to_string());
     let parts: Vec<&str> = address.split(':').collect();
     let (host, ports, role) = match parts.as_slice() {
         [host, peer, election] => (*host, (*peer, *election), None),
@@ -226,10 +229,39 @@ fn parse_peer(key: &str, value: &str) -> Result<PeerSpec, ConfigError> {
         peer_port: parse_num(key, ports.0)?,
         election_port: parse_num(key, ports.1)?,
         observer,
+        client_address,
     })
 }
 
 impl Config {
+    /// `/zookeeper/config` as ZooKeeper writes it for a static ensemble:
+    /// one `server.N=host:peer:election:role[;client]` line per member, then
+    /// `version=0`. Empty when standalone.
+    pub fn membership_text(&self) -> String {
+        if self.servers.is_empty() {
+            return String::new();
+        }
+        let mut text = String::new();
+        for peer in &self.servers {
+            let role = if peer.observer {
+                "observer"
+            } else {
+                "participant"
+            };
+            text.push_str(&format!(
+                "server.{}={}:{}:{}:{role}",
+                peer.id, peer.host, peer.peer_port, peer.election_port
+            ));
+            if let Some(client) = &peer.client_address {
+                text.push(';');
+                text.push_str(client);
+            }
+            text.push('\n');
+        }
+        text.push_str("version=0");
+        text
+    }
+
     /// The configuration `roost server` uses with no config file: standalone on
     /// 2181 with a local data folder and every four-letter word enabled.
     pub fn standalone_default() -> Self {
@@ -482,6 +514,11 @@ mod tests {
         assert_eq!(config.session_timeout_bounds_ms(), (2000, 20000));
         assert_eq!(config.servers.len(), 2);
         assert!(config.servers[1].observer);
+        assert_eq!(
+            config.membership_text(),
+            "server.1=127.0.0.1:2888:3888:participant\n\
+             server.2=h:1:2:observer;2181\nversion=0"
+        );
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("mystery"));
     }

@@ -86,6 +86,7 @@ impl Server {
         let state_config = StateConfig {
             extended_types: config.extended_types_enabled,
             reconfig_enabled: config.reconfig_enabled,
+            membership: config.membership_text().into(),
         };
         if !config.force_sync {
             warn!("forceSync=no: writes are acknowledged before they reach the disk; a crash or power loss CAN LOSE ACKNOWLEDGED WRITES");

@@ -503,6 +503,7 @@ mod tests {
         let mut state = State::new(StateConfig {
             extended_types: true,
             reconfig_enabled: false,
+            ..Default::default()
         });
         let mut apply = |session, txn| {
             state.apply(&Entry {
