@@ -55,7 +55,7 @@ fn crud_errors_sequential_and_stats() {
         let eph = zk
             .create(&format!("{root}/e"), b"", CreateMode::Ephemeral)
             .await?;
-        assert_eq!(zk.get_ephemerals(&root).await?, [eph.clone()]);
+        assert_eq!(zk.get_ephemerals(&root).await?, vec![eph.clone()]);
         let (_, stat) = zk
             .create_with(
                 &format!("{root}/c"),
