@@ -705,3 +705,35 @@ fn history_under_kills_and_partitions_is_linearizable() {
         );
     }
 }
+
+#[test]
+fn sessions_kept_alive_through_any_server_never_expire() {
+    let _turn = turn();
+    let ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    // One short session on every server, each pinging only its own server.
+    let mut clients: Vec<RawClient> = (0..3)
+        .map(|i| {
+            RawClient::connect_as(ensemble.addr(i), 0, Bytes::from_static(&[0; 16]), 1000).unwrap()
+        })
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let eph = format!("/alive-{i}");
+        assert!(is_ok(&client.call(&create(&eph, b"", CreateMode::Ephemeral)).unwrap()));
+    }
+    // Five session timeouts: a server that expired sessions it does not
+    // hold (only the leader may) would end the followers' ones.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        for client in &mut clients {
+            let reply = client.call(&Request::Ping).unwrap();
+            assert!(is_ok(&reply), "{reply:?}");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let mut checker = RawClient::connect(ensemble.addr(leader)).unwrap();
+    for i in 0..3 {
+        let reply = checker.call(&exists(&format!("/alive-{i}"), false)).unwrap();
+        assert!(is_ok(&reply), "the session held by server {i} expired");
+    }
+}

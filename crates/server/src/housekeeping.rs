@@ -25,7 +25,10 @@ pub fn server_entry(session_id: i64, txn: Txn) -> Entry {
 /// Sessions expired in one pass; the rest wait for the next tick.
 const EXPIRE_BATCH_MAX: usize = 10_000;
 
-/// Proposes closeSession for every session whose client went silent.
+/// Proposes closeSession for every session whose client went silent. Only
+/// the leader does: it alone hears of every session (followers report the
+/// ones their clients keep alive); a follower's deadlines only cover its own
+/// clients and would expire live sessions held elsewhere.
 pub async fn expire_sessions(shared: Arc<Shared>) {
     let period =
         (shared.config.tick() / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
@@ -33,6 +36,9 @@ pub async fn expire_sessions(shared: Arc<Shared>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        if !shared.is_leader() {
+            continue;
+        }
         let expired = shared
             .tracker()
             .take_expired(Instant::now(), EXPIRE_BATCH_MAX);
