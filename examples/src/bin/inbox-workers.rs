@@ -250,7 +250,17 @@ async fn worker(args: &Args, root: &str, inbox: &Path) -> anyhow::Result<()> {
     let me = format!("worker-{}", std::process::id());
     let mut queue = LockingQueue::new(&zk, &format!("{root}/queue"), &me);
     let mut out = std::io::stdout().lock();
-    while let Some(item) = queue.take(Duration::from_secs(1)).await? {
+    loop {
+        let item = match queue.take(Duration::from_secs(1)).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            // A server went away: the session moves to another one.
+            Err(e) if e.is_retryable() => {
+                zk.wait_connected().await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let name = String::from_utf8(item.data)?;
         writeln!(out, "took {name}")?;
         out.flush()?;

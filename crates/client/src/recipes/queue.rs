@@ -242,17 +242,40 @@ impl LockingQueue {
             return Err(Error::BadArguments("no item held".into()));
         };
         let claim = path::join(&self.taken, &entry);
+        let entry_path = path::join(&self.entries, &entry);
         let mut ops = vec![
             Op::check(claim.clone(), 0),
-            Op::delete(path::join(&self.entries, &entry), None),
-            Op::delete(claim, None),
+            Op::delete(entry_path.clone(), None),
+            Op::delete(claim.clone(), None),
         ];
         ops.extend(results);
-        let outcome = self.client.multi(ops).await;
-        if !matches!(&outcome, Err(e) if e.is_retryable()) {
-            self.holding = None;
+        loop {
+            match self.client.multi(ops.clone()).await {
+                Err(e) if e.is_retryable() => {
+                    // The outcome is unknown: find out on the same session.
+                    self.client.wait_connected().await?;
+                    let claimed = self.client.exists(&claim).await?.is_some();
+                    let queued = self.client.exists(&entry_path).await?.is_some();
+                    match (claimed, queued) {
+                        // Still ours and still queued: it did not happen.
+                        (true, true) => continue,
+                        // Only the claim holder removes both: it happened.
+                        (false, false) => {
+                            self.holding = None;
+                            return Ok(());
+                        }
+                        _ => {
+                            self.holding = None;
+                            return Err(Error::Zk(ErrorCode::NoNode));
+                        }
+                    }
+                }
+                outcome => {
+                    self.holding = None;
+                    return outcome.map(|_| ());
+                }
+            }
         }
-        outcome.map(|_| ())
     }
 
     /// Gives the held item back to the queue.
