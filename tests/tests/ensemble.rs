@@ -719,7 +719,11 @@ fn sessions_kept_alive_through_any_server_never_expire() {
         .collect();
     for (i, client) in clients.iter_mut().enumerate() {
         let eph = format!("/alive-{i}");
-        assert!(is_ok(&client.call(&create(&eph, b"", CreateMode::Ephemeral)).unwrap()));
+        assert!(is_ok(
+            &client
+                .call(&create(&eph, b"", CreateMode::Ephemeral))
+                .unwrap()
+        ));
     }
     // Five session timeouts: a server that expired sessions it does not
     // hold (only the leader may) would end the followers' ones.
@@ -733,7 +737,9 @@ fn sessions_kept_alive_through_any_server_never_expire() {
     }
     let mut checker = RawClient::connect(ensemble.addr(leader)).unwrap();
     for i in 0..3 {
-        let reply = checker.call(&exists(&format!("/alive-{i}"), false)).unwrap();
+        let reply = checker
+            .call(&exists(&format!("/alive-{i}"), false))
+            .unwrap();
         assert!(is_ok(&reply), "the session held by server {i} expired");
     }
 }
