@@ -1,6 +1,7 @@
 //! `roost`: the one binary. `roost server` runs a server; more tools join here.
 
 mod bench;
+mod shell;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Measure a ZooKeeper-compatible server (Roost or Apache ZooKeeper).
     Bench(bench::BenchArgs),
+    /// zkCli's commands: interactive, one command, or a script on stdin.
+    Shell(shell::ShellArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             .build()
             .context("cannot start the async runtime")?
             .block_on(bench::run(args)),
+        Command::Shell(args) => shell::run(args),
     }
 }
 
