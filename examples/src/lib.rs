@@ -33,6 +33,20 @@ pub fn spawn_worker(args: &[String], log: &Path) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
+/// Acquires `lock`, trying again while the outcome is unknown because a
+/// server went away (the session moves to another server meanwhile).
+pub async fn acquire(
+    client: &Client,
+    lock: &mut roost_client::recipes::Lock,
+) -> Result<i64, roost_client::Error> {
+    loop {
+        match lock.acquire().await {
+            Err(e) if e.is_retryable() => client.wait_connected().await?,
+            outcome => return outcome,
+        }
+    }
+}
+
 /// A unique name for this run, so runs never see each other's nodes.
 pub fn run_id() -> String {
     format!("{:08x}", rand::random::<u32>())

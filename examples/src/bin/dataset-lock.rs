@@ -23,7 +23,7 @@ use clap::{Parser, ValueEnum};
 use rand::Rng;
 use roost_client::recipes::Lock;
 use roost_client::{Client, CreateMode, Error, ErrorCode};
-use roost_examples::{connect, now_ns, run_id, spawn_worker};
+use roost_examples::{acquire, connect, now_ns, run_id, spawn_worker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -316,7 +316,7 @@ async fn locked_reader(
     let mut lock = Lock::read(zk, lock_path, &format!("reader-{}", std::process::id()));
     while Instant::now() < until {
         if !no_lock {
-            lock.acquire().await?;
+            acquire(zk, &mut lock).await?;
         }
         let start = now_ns();
         let verdict = check_dataset(dir);
@@ -342,7 +342,7 @@ async fn locked_writer(
     let mut lock = Lock::write(zk, lock_path, &format!("writer-{}", std::process::id()));
     let mut revision = 0;
     while Instant::now() < until {
-        lock.acquire().await?;
+        acquire(zk, &mut lock).await?;
         let start = now_ns();
         revision += 1;
         let mut rng = rand::thread_rng();
@@ -404,7 +404,7 @@ async fn append_writer(
     let mut lock = Lock::write(zk, lock_path, &format!("appender-{}", std::process::id()));
     let committed = committed_path(lock_path);
     while Instant::now() < until {
-        lock.acquire().await?;
+        acquire(zk, &mut lock).await?;
         let start = now_ns();
         let mut file = std::fs::OpenOptions::new()
             .append(true)
@@ -416,14 +416,18 @@ async fn append_writer(
         file.write_all(&row.as_bytes()[half..])?;
         file.sync_data()?;
         let length = file.metadata()?.len();
-        // Publish the new committed length; only the lock holder writes it.
-        match zk
-            .set_data(&committed, length.to_string().as_bytes(), None)
-            .await
-        {
-            Ok(_) => {}
-            Err(Error::Zk(ErrorCode::NoNode)) => bail!("{committed} is gone"),
-            Err(e) => return Err(e.into()),
+        // Publish the new committed length; only the lock holder writes it,
+        // so writing the same value again after a connection loss is safe.
+        loop {
+            match zk
+                .set_data(&committed, length.to_string().as_bytes(), None)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.is_retryable() => zk.wait_connected().await?,
+                Err(Error::Zk(ErrorCode::NoNode)) => bail!("{committed} is gone"),
+                Err(e) => return Err(e.into()),
+            }
         }
         let end = now_ns();
         lock.release().await?;
@@ -443,7 +447,14 @@ async fn append_reader(
     let mut last_rows = 0;
     while Instant::now() < until {
         let start = now_ns();
-        let (data, _) = zk.get_data(&committed).await?;
+        let data = match zk.get_data(&committed).await {
+            Ok((data, _)) => data,
+            Err(e) if e.is_retryable() => {
+                zk.wait_connected().await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let length: u64 = std::str::from_utf8(&data)?.parse()?;
         let verdict = read_committed_rows(dir, length);
         let end = now_ns();

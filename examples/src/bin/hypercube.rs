@@ -133,7 +133,14 @@ async fn coordinator(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
     let converged = loop {
-        let voltages = read_voltages(&zk, &root).await?;
+        let voltages = match read_voltages(&zk, &root).await {
+            Ok(voltages) => voltages,
+            Err(e) if e.downcast_ref::<Error>().is_some_and(Error::is_retryable) => {
+                zk.wait_connected().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let error = max_error(&voltages);
         if error < TOLERANCE {
             break Some(voltages);
@@ -248,8 +255,13 @@ async fn worker(server: &str, root: &str) -> anyhow::Result<()> {
     let mut round = 0u64;
     loop {
         round += 1;
-        if round.is_multiple_of(32) && zk.exists(&done).await?.is_some() {
-            break;
+        if round.is_multiple_of(32) {
+            match zk.exists(&done).await {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => zk.wait_connected().await?,
+                Err(e) => return Err(e.into()),
+            }
         }
         let i = loop {
             let i = rand::random::<usize>() % NODES;
@@ -263,6 +275,9 @@ async fn worker(server: &str, root: &str) -> anyhow::Result<()> {
                 code: ErrorCode::BadVersion,
                 ..
             }) => retries += 1,
+            // A server went away mid-update: the update may or may not have
+            // happened, and either is fine: the next one reads afresh.
+            Err(e) if e.is_retryable() => zk.wait_connected().await?,
             Err(e) => return Err(e.into()),
         }
     }
