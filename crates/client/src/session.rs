@@ -499,8 +499,9 @@ impl Session {
             SessionState::AuthFailed => Error::Zk(ErrorCode::AuthFailed),
             _ => Error::Closed,
         };
-        self.watches.end_all(keeper_state);
+        // State first: a watcher woken by the end of the session sees it ended.
         self.shared.set_state(state);
+        self.watches.end_all(keeper_state);
         for call in self.waiting.drain(..) {
             let _ = call.reply.send(Err(error.clone()));
         }
