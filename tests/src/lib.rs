@@ -6,4 +6,5 @@ pub mod history;
 pub mod proxy;
 pub mod raw;
 pub mod requests;
+pub mod rng;
 pub mod servers;

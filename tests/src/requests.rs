@@ -8,12 +8,12 @@ use roost_proto::*;
 use crate::raw::Frame;
 
 /// A world-open create (opcode `create`).
-pub fn create(path: &str, data: &[u8], mode: CreateMode) -> Request {
+pub fn create(path: &str, data: impl AsRef<[u8]>, mode: CreateMode) -> Request {
     Request::Create {
         opcode: OpCode::Create,
         request: CreateRequest {
             path: path.into(),
-            data: Some(Bytes::copy_from_slice(data)),
+            data: Some(Bytes::copy_from_slice(data.as_ref())),
             acl: vec![Acl::new(perms::ALL, "world", "anyone")],
             flags: mode.code(),
             ttl: -1,
@@ -89,6 +89,13 @@ pub fn ok_body(frame: Frame) -> Response {
         } => body,
         Frame::Reply { err: 0, .. } => Response::Empty,
         other => panic!("expected success, got {other:?}"),
+    }
+}
+
+/// The zxid in a reply's or notification's header.
+pub fn reply_zxid(frame: &Frame) -> i64 {
+    match frame {
+        Frame::Reply { zxid, .. } | Frame::Notification { zxid, .. } => *zxid,
     }
 }
 

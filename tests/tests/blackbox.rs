@@ -1,70 +1,14 @@
 //! Black-box tests over raw TCP: handshakes, limits, bad input, sessions,
 //! pipelining and the ZooKeeper 3.9 behaviours the 3.8 reference lacks.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use roost_proto::codec::JuteWrite;
 use roost_proto::*;
 use roost_tests::raw::{four_letter_word, Frame, RawClient};
+use roost_tests::requests::*;
 use roost_tests::servers::RoostServer;
-
-fn create(path: &str, data: &str, mode: CreateMode) -> Request {
-    Request::Create {
-        opcode: OpCode::Create,
-        request: CreateRequest {
-            path: path.into(),
-            data: Some(Bytes::copy_from_slice(data.as_bytes())),
-            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
-            flags: mode.code(),
-            ttl: -1,
-        },
-    }
-}
-
-fn get(path: &str, watch: bool) -> Request {
-    Request::GetData(PathWatchRequest {
-        path: path.into(),
-        watch,
-    })
-}
-
-fn exists(path: &str, watch: bool) -> Request {
-    Request::Exists(PathWatchRequest {
-        path: path.into(),
-        watch,
-    })
-}
-
-fn ok_body(frame: Frame) -> Response {
-    match frame {
-        Frame::Reply {
-            err: 0,
-            body: Some(body),
-            ..
-        } => body,
-        Frame::Reply { err: 0, .. } => Response::Empty,
-        other => panic!("expected success, got {other:?}"),
-    }
-}
-
-fn reply_zxid(frame: &Frame) -> i64 {
-    match frame {
-        Frame::Reply { zxid, .. } | Frame::Notification { zxid, .. } => *zxid,
-    }
-}
-
-/// Polls `check` until it holds or `limit` passes (for work done by background timers).
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
 
 #[test]
 fn legacy_44_byte_handshake_gets_36_byte_answer_and_works() {
@@ -276,7 +220,7 @@ fn pipelined_requests_are_answered_in_order_and_read_their_writes() {
         let path = format!("/p{i}");
         xids.push(
             client
-                .send(&create(&path, &i.to_string(), CreateMode::Persistent))
+                .send(&create(&path, i.to_string(), CreateMode::Persistent))
                 .unwrap(),
         );
         xids.push(client.send(&get(&path, false)).unwrap());

@@ -13,54 +13,9 @@ use bytes::Bytes;
 use roost_proto::*;
 use roost_storage::{FaultyFs, StdFs};
 use roost_tests::raw::{Frame, RawClient};
+use roost_tests::requests::{create, data_of, get};
+use roost_tests::rng::Rng;
 use roost_tests::servers::{RoostProcess, RoostServer};
-
-fn create(path: &str, data: &[u8], mode: CreateMode) -> Request {
-    Request::Create {
-        opcode: OpCode::Create,
-        request: CreateRequest {
-            path: path.into(),
-            data: Some(Bytes::copy_from_slice(data)),
-            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
-            flags: mode.code(),
-            ttl: -1,
-        },
-    }
-}
-
-fn get(path: &str) -> Request {
-    Request::GetData(PathWatchRequest {
-        path: path.into(),
-        watch: false,
-    })
-}
-
-fn data_of(frame: Frame) -> Option<Bytes> {
-    match frame {
-        Frame::Reply {
-            err: 0,
-            body: Some(Response::GetData(data, _)),
-            ..
-        } => data,
-        _ => None,
-    }
-}
-
-/// xorshift64*: enough randomness for kill timing, replayable from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Writes with up to `depth` creates in flight until the server dies; returns
 /// every acknowledged (path, data, zxid).
@@ -157,7 +112,7 @@ fn acknowledged_writes_survive_repeated_sigkill() {
             let mut back = RawClient::connect_as(server.addr, id, password, 4_000)
                 .unwrap_or_else(|e| panic!("seed {seed}: live session lost across restart: {e}"));
             assert!(
-                data_of(back.call(&get(&ephemeral)).unwrap()).is_some(),
+                data_of(back.call(&get(&ephemeral, false)).unwrap()).is_some(),
                 "seed {seed}: ephemeral {ephemeral} of a live session lost across restart"
             );
             if round + 1 < rounds {
@@ -170,7 +125,7 @@ fn acknowledged_writes_survive_repeated_sigkill() {
         }
         let mut check = RawClient::connect(server.addr).unwrap();
         for (path, data) in &acked {
-            let got = data_of(check.call(&get(path)).unwrap());
+            let got = data_of(check.call(&get(path, false)).unwrap());
             assert_eq!(
                 got.as_deref(),
                 Some(data.as_slice()),
@@ -203,7 +158,7 @@ fn acknowledged_writes_survive_repeated_sigkill() {
     let (_, _, ephemeral) = survivor.expect("last round's session");
     let mut check = RawClient::connect(server.addr).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while data_of(check.call(&get(&ephemeral)).unwrap()).is_some() {
+    while data_of(check.call(&get(&ephemeral, false)).unwrap()).is_some() {
         assert!(
             Instant::now() < deadline,
             "seed {seed}: abandoned ephemeral never expired"
@@ -232,7 +187,7 @@ fn fill(server: &RoostProcess, count: usize) -> Vec<String> {
         .map(|i| {
             let path = format!("/d/n{i}");
             client
-                .call(&create(&path, &[b'v'; 100], CreateMode::Persistent))
+                .call(&create(&path, [b'v'; 100], CreateMode::Persistent))
                 .unwrap();
             path
         })
@@ -266,7 +221,7 @@ fn torn_tail_is_cut_and_the_server_starts() {
     let mut client = RawClient::connect(server.addr).unwrap();
     for path in &paths {
         assert!(
-            data_of(client.call(&get(path)).unwrap()).is_some(),
+            data_of(client.call(&get(path, false)).unwrap()).is_some(),
             "{path} lost"
         );
     }
@@ -308,7 +263,7 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
         let reply = client
             .call(&create(
                 &format!("/fill-{i}"),
-                &[b'x'; 200],
+                [b'x'; 200],
                 CreateMode::Persistent,
             ))
             .unwrap();
@@ -323,7 +278,7 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
         "writes are refused with a clear error"
     );
     assert_eq!(
-        data_of(client.call(&get("/before")).unwrap()).as_deref(),
+        data_of(client.call(&get("/before", false)).unwrap()).as_deref(),
         Some(&b"kept"[..]),
         "reads go on"
     );
@@ -340,7 +295,7 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        data_of(client.call(&get("/after")).unwrap()).as_deref(),
+        data_of(client.call(&get("/after", false)).unwrap()).as_deref(),
         Some(&b"ok"[..])
     );
 }

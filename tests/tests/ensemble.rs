@@ -20,6 +20,7 @@ use roost_tests::ensemble::Ensemble;
 use roost_tests::history::{self, Input, Operation, Output, Verdict};
 use roost_tests::raw::{four_letter_word, Frame, RawClient};
 use roost_tests::requests::*;
+use roost_tests::rng::Rng;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -37,22 +38,6 @@ fn seed() -> u64 {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         })
-}
-
-/// xorshift64*: replayable from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Any server of `addrs` that accepts a new session, tried from `start`.

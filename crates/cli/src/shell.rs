@@ -233,21 +233,7 @@ impl Shell {
             "ls" => {
                 let path = args.first().cloned().unwrap_or_else(|| "/".into());
                 if flag("R") {
-                    let mut all = vec![path.clone()];
-                    let mut i = 0;
-                    while i < all.len() {
-                        let current = all[i].clone();
-                        i += 1;
-                        let children = zk
-                            .get_children(&current)
-                            .await
-                            .map_err(|e| explain(e, &current))?;
-                        all.extend(
-                            children
-                                .iter()
-                                .map(|c| roost_client::path::join(&current, c)),
-                        );
-                    }
+                    let all = zk.subtree(&path).await.map_err(|e| explain(e, &path))?;
                     return Ok(Output::new(all.join("\n"), json!({ "paths": all })));
                 }
                 let (children, stat) = if flag("w") {
@@ -397,23 +383,11 @@ impl Shell {
                         .ok_or("usage: setAcl [-s] [-v version] [-R] path acl")?,
                 )?;
                 let version = parse_version(flag_value("v"))?;
-                let mut targets = vec![path.clone()];
-                if flag("R") {
-                    let mut i = 0;
-                    while i < targets.len() {
-                        let current = targets[i].clone();
-                        i += 1;
-                        let children = zk
-                            .get_children(&current)
-                            .await
-                            .map_err(|e| explain(e, &current))?;
-                        targets.extend(
-                            children
-                                .iter()
-                                .map(|c| roost_client::path::join(&current, c)),
-                        );
-                    }
-                }
+                let targets = if flag("R") {
+                    zk.subtree(&path).await.map_err(|e| explain(e, &path))?
+                } else {
+                    vec![path.clone()]
+                };
                 let mut last = None;
                 for target in &targets {
                     let v = if target == &path { version } else { None };

@@ -681,9 +681,10 @@ impl Client {
         Ok(())
     }
 
-    /// Deletes `path` and everything below it (like zkCli's deleteall).
-    /// Nodes created concurrently below it may make this fail with NotEmpty.
-    pub async fn delete_all(&self, path: &str) -> Result<()> {
+    /// `path` and every node below it, breadth first (parents before their
+    /// children). NoNode if `path` does not exist; nodes deleted while the
+    /// tree is walked are left out.
+    pub async fn subtree(&self, path: &str) -> Result<Vec<String>> {
         let mut order = vec![path.to_string()];
         let mut next = 0;
         while next < order.len() {
@@ -691,10 +692,21 @@ impl Client {
             next += 1;
             match self.get_children(&current).await {
                 Ok(children) => order.extend(children.iter().map(|c| path::join(&current, c))),
-                Err(Error::Zk(ErrorCode::NoNode)) => {}
+                Err(Error::Zk(ErrorCode::NoNode)) if next > 1 => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(order)
+    }
+
+    /// Deletes `path` and everything below it (like zkCli's deleteall).
+    /// Nodes created concurrently below it may make this fail with NotEmpty.
+    pub async fn delete_all(&self, path: &str) -> Result<()> {
+        let order = match self.subtree(path).await {
+            Ok(order) => order,
+            Err(Error::Zk(ErrorCode::NoNode)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         for node in order.iter().rev() {
             match self.delete(node, None).await {
                 Ok(()) | Err(Error::Zk(ErrorCode::NoNode)) => {}

@@ -22,6 +22,16 @@ pub fn server_entry(session_id: i64, txn: Txn) -> Entry {
     }
 }
 
+/// Session bookkeeping runs every half tick (20 ms to 1 s), so a session
+/// outlives its timeout by at most half a tick.
+fn half_tick_ticker(shared: &Shared) -> tokio::time::Interval {
+    let period =
+        (shared.config.tick() / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
 /// Sessions expired in one pass; the rest wait for the next tick.
 const EXPIRE_BATCH_MAX: usize = 10_000;
 
@@ -30,10 +40,7 @@ const EXPIRE_BATCH_MAX: usize = 10_000;
 /// ones their clients keep alive); a follower's deadlines only cover its own
 /// clients and would expire live sessions held elsewhere.
 pub async fn expire_sessions(shared: Arc<Shared>) {
-    let period =
-        (shared.config.tick() / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = half_tick_ticker(&shared);
     loop {
         ticker.tick().await;
         if !shared.is_leader() {
@@ -147,10 +154,7 @@ pub async fn report_sessions(shared: Arc<Shared>) {
     let Some(handle) = shared.consensus.get().cloned() else {
         return;
     };
-    let period =
-        (shared.config.tick() / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = half_tick_ticker(&shared);
     loop {
         ticker.tick().await;
         let touched = shared.tracker().take_touched();
