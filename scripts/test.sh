@@ -8,10 +8,14 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# Pinned, so every run tests against the same kazoo and pytest.
+KAZOO_VERSION=2.11.0
+PYTEST_VERSION=9.2.0
+
 ensure_python_packages() {
-  if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
-    log "installing kazoo and pytest from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check 'kazoo==2.11.0' pytest
+  if ! python3 -c "import kazoo.version, pytest, sys; sys.exit(kazoo.version.__version__ != '$KAZOO_VERSION' or pytest.__version__ != '$PYTEST_VERSION')" 2>/dev/null; then
+    log "installing kazoo $KAZOO_VERSION and pytest $PYTEST_VERSION from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check "kazoo==$KAZOO_VERSION" "pytest==$PYTEST_VERSION"
   fi
 }
 

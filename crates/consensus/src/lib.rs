@@ -2,7 +2,7 @@
 //! openraft.
 //!
 //! openraft 0.9 (0.9.25; features `serde`, `storage-v2`,
-//! `generic-snapshot-data`) was chosen as ARCHITECTURE.md requires: a
+//! `generic-snapshot-data`) was chosen as docs/architecture.md requires: a
 //! maintained Raft with pluggable storage. Its log store and state machine are
 //! adapters over `roost-storage` ([`log_store`]) and `roost-core`
 //! ([`state_machine`]); [`node`] runs a replica and its proposal pump. The
