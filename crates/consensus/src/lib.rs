@@ -13,6 +13,7 @@
 // return the same type rather than converting at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod bounds;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -20,6 +21,7 @@ pub mod peer;
 pub mod state_machine;
 pub mod types;
 
+pub use bounds::Bounds;
 pub use node::{Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member};
 pub use state_machine::{AppliedMark, MemoryHost, StateMachineHost};
 pub use types::Batch;

@@ -1,13 +1,17 @@
 //! openraft's log store over the write-ahead log of `roost-storage`.
 //!
-//! Every write — appends (one `sync_data` per append, i.e. per batch of
-//! client writes), truncations, purges and the vote file — runs under one
-//! lock, in the order openraft asks (it requires vote and log IO to be
-//! serialized), on the calling task's thread via `block_in_place`: openraft
-//! waits for each append to be durable anyway, so handing the write to
-//! another thread would only add two thread wake-ups per batch. Entries not
-//! yet purged are also kept in memory, so reads (for applying and for
-//! replication) never touch the disk.
+//! Every disk write — appends, truncations, purges and the vote file — goes
+//! to one writer thread, in the order openraft makes them (openraft requires
+//! vote and log IO to be serialized). `append` returns at once: the entries
+//! are readable from memory, and the writer calls back once they are durable.
+//! The writer syncs everything it wrote since its last sync together (group
+//! commit across appends), with the log released, so a slow disk delays
+//! durability but never raft's core task, heartbeats or readers.
+//! `save_vote` and `truncate` wait for their write to be done.
+//!
+//! Recent entries are kept in memory up to `log_cache_bytes_max`; older ones
+//! (and, after a restart, all but the newest) are read back from the WAL.
+//! Only entries the writer has written are ever dropped from memory.
 //!
 //! Obligations (openraft's `RaftLogStorage`): entries are readable when
 //! `append` returns and durable when its callback fires; there is never a
@@ -19,16 +23,17 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader, StorageIOError};
+use openraft::{EntryPayload, OptionalSend, RaftLogReader, StorageIOError};
 use roost_storage::{
     meta, preallocate_spare, FileSystem, StorageError as DiskError, Wal, WalOptions,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
@@ -59,6 +64,9 @@ struct LogIdPrefix {
     log_id: LogId,
 }
 
+/// Memory an entry without a batch (blank, membership) is counted as.
+const SMALL_ENTRY_BYTES: usize = 256;
+
 impl Cached {
     fn log_id(&self) -> LogId {
         match self {
@@ -70,44 +78,172 @@ impl Cached {
     fn entry(&self) -> Result<RaftEntry, StorageError> {
         match self {
             Cached::Decoded(entry) => Ok(entry.clone()),
-            Cached::Encoded(log_id, bytes) => postcard::from_bytes(bytes).map_err(|e| {
-                StorageIOError::read_log_at_index(
-                    log_id.index,
-                    openraft::AnyError::error(e.to_string()),
-                )
-                .into()
-            }),
+            Cached::Encoded(log_id, bytes) => decode_entry(log_id.index, bytes),
         }
     }
+
+    /// Memory held, as counted against the cache's bound.
+    fn bytes(&self) -> usize {
+        match self {
+            Cached::Decoded(entry) => match &entry.payload {
+                EntryPayload::Normal(batch) => batch.encoded().len() + SMALL_ENTRY_BYTES,
+                _ => SMALL_ENTRY_BYTES,
+            },
+            Cached::Encoded(_, bytes) => bytes.len() + SMALL_ENTRY_BYTES,
+        }
+    }
+}
+
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<RaftEntry, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        StorageIOError::read_log_at_index(index, openraft::AnyError::error(e.to_string())).into()
+    })
 }
 
 struct Cache {
     /// Index of `entries[0]` (meaningful only when non-empty).
     first_index: u64,
     entries: VecDeque<Cached>,
+    /// Sum of `Cached::bytes` over `entries`.
+    bytes: usize,
+    bytes_max: usize,
     meta: LogMeta,
     vote: Option<Vote>,
 }
 
 impl Cache {
+    /// The last entry is always cached while the log holds any.
     fn last_log_id(&self) -> Option<LogId> {
         self.entries
             .back()
             .map(Cached::log_id)
             .or(self.meta.last_purged)
     }
+
+    fn push(&mut self, entry: Cached) {
+        if self.entries.is_empty() {
+            self.first_index = entry.log_id().index;
+        }
+        self.bytes += entry.bytes();
+        self.entries.push_back(entry);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(old) = self.entries.pop_front() {
+            self.bytes -= old.bytes();
+            self.first_index += 1;
+        }
+    }
+
+    /// Drops the oldest entries beyond the bound, if the WAL holds them.
+    fn evict(&mut self, written_index: Option<u64>) {
+        while self.bytes > self.bytes_max
+            && self.entries.len() > 1
+            && written_index.is_some_and(|w| self.first_index <= w)
+        {
+            self.pop_front();
+        }
+    }
+
+    /// Drops entries from index `from` on.
+    fn truncate(&mut self, from: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|e| e.log_id().index >= from)
+        {
+            if let Some(old) = self.entries.pop_back() {
+                self.bytes -= old.bytes();
+            }
+        }
+    }
 }
 
-struct Inner {
-    cache: Mutex<Cache>,
+/// A write for the writer thread, in openraft's order.
+enum Write {
+    Append {
+        records: Vec<RaftEntry>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<Result<(), DiskError>>,
+    },
+    Purge {
+        upto: u64,
+        meta: Option<Vec<u8>>,
+    },
+    Vote {
+        bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), DiskError>>,
+    },
+}
+
+/// What the writer, the preallocator and the store share.
+struct Disk {
     wal: Mutex<Wal>,
     fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
     /// Bytes appendable without allocating (active segment + spares).
     room_bytes: AtomicU64,
     spares: AtomicUsize,
     disk_full: AtomicBool,
     /// Set once a write failed: the log refuses to go on.
     failed: AtomicBool,
+    /// Index of the last entry written to the WAL (not necessarily synced),
+    /// plus one; 0 for none.
+    written_next: AtomicU64,
+}
+
+impl Disk {
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().expect("wal lock poisoned")
+    }
+
+    fn written_index(&self) -> Option<u64> {
+        self.written_next.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Runs one write against the WAL. A failure other than a full disk
+    /// marks the log failed for good.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&mut Wal) -> Result<T, DiskError>,
+    ) -> Result<T, DiskError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(DiskError::Invariant("the log failed earlier".into()));
+        }
+        let result = {
+            let mut wal = self.wal();
+            let result = write(&mut wal);
+            self.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
+            self.spares.store(wal.spare_count(), Ordering::Relaxed);
+            self.written_next
+                .store(wal.last_index().map_or(0, |i| i + 1), Ordering::Release);
+            result
+        };
+        self.note_failure(&result);
+        result
+    }
+
+    fn note_failure<T>(&self, result: &Result<T, DiskError>) {
+        if let Err(e) = result {
+            if !e.is_disk_full() && !self.failed.swap(true, Ordering::Relaxed) {
+                error!("log write failed: {e}");
+            }
+        }
+    }
+
+    /// Makes everything written so far durable, syncing with the WAL released.
+    fn sync(&self) -> Result<(), DiskError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(DiskError::Invariant("the log failed earlier".into()));
+        }
+        let unsynced = self.wal().take_unsynced();
+        let result = unsynced.iter().try_for_each(|segment| segment.sync());
+        self.note_failure(&result);
+        result
+    }
 }
 
 /// The log store handed to openraft (cheap to clone).
@@ -116,19 +252,31 @@ pub struct LogStore {
     inner: Arc<Inner>,
 }
 
+struct Inner {
+    cache: Mutex<Cache>,
+    disk: Arc<Disk>,
+    writer: Mutex<mpsc::Sender<Write>>,
+}
+
 fn io_error(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_logs(openraft::AnyError::error(e.to_string())).into()
 }
 
 impl LogStore {
     /// Opens the log in `dir`: recovers the WAL, the vote and the purge point,
-    /// and starts the writer and preallocator threads.
+    /// keeps the newest entries (up to `cache_bytes_max`) in memory, and
+    /// starts the writer and preallocator threads.
     pub fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: WalOptions,
+        cache_bytes_max: usize,
     ) -> Result<LogStore, DiskError> {
         let segment_bytes = options.segment_bytes;
+        let options = WalOptions {
+            recovered_bytes_max: cache_bytes_max as u64,
+            ..options
+        };
         let (wal, records) = Wal::open(fs.clone(), dir, options)?;
         let vote = match meta::read_checked(&*fs, &dir.join(VOTE_FILE))? {
             Some(bytes) => Some(
@@ -143,7 +291,14 @@ impl LogStore {
             None => LogMeta::default(),
         };
         let purged_index = log_meta.last_purged.map(|l| l.index);
-        let mut entries = VecDeque::with_capacity(records.len());
+        let mut cache = Cache {
+            first_index: 0,
+            entries: VecDeque::with_capacity(records.len()),
+            bytes: 0,
+            bytes_max: cache_bytes_max,
+            meta: log_meta,
+            vote,
+        };
         for record in records {
             if purged_index.is_some_and(|p| record.index <= p) {
                 continue;
@@ -159,135 +314,210 @@ impl LogStore {
                     "entry index mismatch",
                 ));
             }
-            entries.push_back(Cached::Encoded(prefix.log_id, record.payload));
+            cache.push(Cached::Encoded(prefix.log_id, record.payload));
         }
-        let first_index = entries.front().map_or(0, |e: &Cached| e.log_id().index);
-        let room_bytes = wal.room_bytes();
-        let spares = wal.spare_count();
-        let inner = Arc::new(Inner {
-            cache: Mutex::new(Cache {
-                first_index,
-                entries,
-                meta: log_meta,
-                vote,
-            }),
+        let disk = Arc::new(Disk {
+            room_bytes: AtomicU64::new(wal.room_bytes()),
+            spares: AtomicUsize::new(wal.spare_count()),
+            written_next: AtomicU64::new(wal.last_index().map_or(0, |i| i + 1)),
             wal: Mutex::new(wal),
             fs: fs.clone(),
-            room_bytes: AtomicU64::new(room_bytes),
-            spares: AtomicUsize::new(spares),
+            dir: dir.to_path_buf(),
             disk_full: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         });
-        let prealloc_inner = Arc::downgrade(&inner);
+        let (writer, writes) = mpsc::channel();
+        let writer_disk = disk.clone();
+        std::thread::Builder::new()
+            .name("roost-log-writer".into())
+            .spawn(move || run_writer(&writer_disk, writes))
+            .map_err(|e| DiskError::io("starting the log writer", dir, e))?;
+        let prealloc_disk = Arc::downgrade(&disk);
         let prealloc_dir = dir.to_path_buf();
         std::thread::Builder::new()
             .name("roost-prealloc".into())
-            .spawn(move || run_preallocator(prealloc_inner, fs, prealloc_dir, segment_bytes))
+            .spawn(move || run_preallocator(prealloc_disk, fs, prealloc_dir, segment_bytes))
             .map_err(|e| DiskError::io("starting the preallocator", dir, e))?;
-        Ok(LogStore { inner })
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                cache: Mutex::new(cache),
+                disk,
+                writer: Mutex::new(writer),
+            }),
+        })
     }
 
     /// Bytes that can be appended now without allocating disk space.
     pub fn room_bytes(&self) -> u64 {
-        self.inner.room_bytes.load(Ordering::Relaxed)
+        self.inner.disk.room_bytes.load(Ordering::Relaxed)
     }
 
     /// True while spare segments cannot be preallocated for lack of space.
     pub fn disk_full(&self) -> bool {
-        self.inner.disk_full.load(Ordering::Relaxed)
+        self.inner.disk.disk_full.load(Ordering::Relaxed)
     }
 
     /// True once a write to the log failed; the server must stop.
     pub fn failed(&self) -> bool {
-        self.inner.failed.load(Ordering::Relaxed)
-    }
-
-    /// Runs one write against the WAL, in order with every other write. A
-    /// failure other than a full disk marks the log failed for good.
-    fn with_wal<T>(
-        &self,
-        write: impl FnOnce(&mut Wal, &dyn FileSystem) -> Result<T, DiskError>,
-    ) -> Result<T, DiskError> {
-        let inner = &self.inner;
-        if inner.failed.load(Ordering::Relaxed) {
-            return Err(DiskError::Invariant("the log failed earlier".into()));
-        }
-        let run = || {
-            let mut wal = inner.wal.lock().expect("wal lock poisoned");
-            let result = write(&mut wal, &*inner.fs);
-            inner.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
-            inner.spares.store(wal.spare_count(), Ordering::Relaxed);
-            result
-        };
-        let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if on_multi_thread_runtime {
-            tokio::task::block_in_place(run)
-        } else {
-            run()
-        };
-        if let Err(e) = &result {
-            if !e.is_disk_full() {
-                error!("log write failed: {e}");
-                inner.failed.store(true, Ordering::Relaxed);
-            }
-        }
-        result
+        self.inner.disk.failed.load(Ordering::Relaxed)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.inner.cache.lock().expect("log cache lock poisoned")
     }
 
-    fn write_meta(&self, meta: &LogMeta) -> Result<(), StorageError> {
-        let bytes = postcard::to_allocvec(meta).map_err(io_error)?;
-        let dir = self.dir();
-        self.with_wal(|_, fs| meta::write_atomic(fs, &dir, LOG_META_FILE, &bytes))
-            .map_err(io_error)
-    }
-
-    fn dir(&self) -> PathBuf {
+    fn send(&self, write: Write) -> Result<(), DiskError> {
         self.inner
-            .wal
+            .writer
             .lock()
-            .expect("wal lock poisoned")
-            .dir()
-            .to_path_buf()
+            .expect("writer lock poisoned")
+            .send(write)
+            .map_err(|_| DiskError::Invariant("the log writer stopped".into()))
     }
 
-    /// Makes `entries` readable at once and durable before returning.
-    fn push_entries(&self, entries: Vec<RaftEntry>) -> Result<(), DiskError> {
-        let mut records = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let payload = postcard::to_allocvec(entry)
-                .map_err(|e| DiskError::Invariant(format!("encoding a log entry: {e}")))?;
-            records.push((entry.log_id.index, entry.log_id.leader_id.term, payload));
+    /// Sends a write and waits until the writer has done it.
+    async fn send_and_wait(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), DiskError>>) -> Write,
+    ) -> Result<(), DiskError> {
+        let (done, outcome) = oneshot::channel();
+        self.send(make(done))?;
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(DiskError::Invariant("the log writer stopped".into())))
+    }
+
+    /// Reads the entries of `from..=to` that the WAL holds (they are no longer
+    /// in memory) back from it.
+    fn read_from_disk(&self, from: u64, to: u64) -> Result<Vec<RaftEntry>, StorageError> {
+        let wal = self.inner.disk.wal();
+        let Some(first) = wal.first_index() else {
+            return Ok(Vec::new());
+        };
+        (from.max(first)..=to)
+            .map(|index| {
+                let record = wal.read(index).map_err(|e| {
+                    StorageError::from(StorageIOError::read_log_at_index(
+                        index,
+                        openraft::AnyError::error(e.to_string()),
+                    ))
+                })?;
+                decode_entry(index, &record.payload)
+            })
+            .collect()
+    }
+
+    /// Index up to which the log was purged (covered by a snapshot).
+    pub fn purged_index(&self) -> Option<u64> {
+        self.cache().meta.last_purged.map(|l| l.index)
+    }
+
+    /// Index of the last entry (or of the purge point when the log is empty).
+    pub fn last_index(&self) -> Option<u64> {
+        self.cache().last_log_id().map(|l| l.index)
+    }
+
+    /// Bytes of entries held in memory (for metrics and tests).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache().bytes
+    }
+}
+
+/// Appends written before their sync: bounds how long a steady stream of
+/// appends can delay the callbacks of the first.
+const APPENDS_PER_SYNC_MAX: usize = 16;
+
+/// The writer thread: does writes in order; after each run of appends, one
+/// sync makes them all durable, then their callbacks fire.
+fn run_writer(disk: &Disk, writes: mpsc::Receiver<Write>) {
+    let mut flushed: Vec<LogFlushed<TypeConfig>> = Vec::new();
+    let flush = |flushed: &mut Vec<LogFlushed<TypeConfig>>| {
+        if flushed.is_empty() {
+            return;
         }
-        {
-            let mut cache = self.cache();
-            for entry in entries {
-                if cache.entries.is_empty() {
-                    cache.first_index = entry.log_id.index;
+        let result = disk.sync();
+        for callback in flushed.drain(..) {
+            callback.log_io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
+        }
+    };
+    while let Ok(first) = writes.recv() {
+        let mut next = Some(first);
+        while let Some(write) = next.take() {
+            match write {
+                Write::Append { records, callback } => match append_entries(disk, &records) {
+                    Ok(()) => flushed.push(callback),
+                    Err(e) => {
+                        flush(&mut flushed);
+                        callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                    }
+                },
+                Write::Truncate { from, done } => {
+                    flush(&mut flushed);
+                    let _ = done.send(disk.write(|wal| wal.truncate_from(from)));
                 }
-                cache.entries.push_back(Cached::Decoded(entry));
+                Write::Purge { upto, meta } => {
+                    flush(&mut flushed);
+                    let purged = meta
+                        .map_or(Ok(()), |bytes| {
+                            disk.write(|_| {
+                                meta::write_atomic(&*disk.fs, &disk.dir, LOG_META_FILE, &bytes)
+                            })
+                        })
+                        .and_then(|()| {
+                            disk.write(|wal| {
+                                if wal.last_index().is_some_and(|last| last <= upto) {
+                                    wal.clear()
+                                } else {
+                                    wal.purge_through(upto)
+                                }
+                            })
+                        });
+                    if let Err(e) = purged {
+                        warn!("purging the log up to {upto} failed: {e}");
+                    }
+                }
+                Write::Vote { bytes, done } => {
+                    flush(&mut flushed);
+                    let _ =
+                        done.send(disk.write(|_| {
+                            meta::write_atomic(&*disk.fs, &disk.dir, VOTE_FILE, &bytes)
+                        }));
+                }
+            }
+            // Take whatever else is already queued before syncing.
+            if flushed.len() < APPENDS_PER_SYNC_MAX {
+                next = writes.try_recv().ok();
             }
         }
-        let refs: Vec<(u64, u64, &[u8])> = records
-            .iter()
-            .map(|(i, t, p)| (*i, *t, p.as_slice()))
-            .collect();
-        self.with_wal(|wal, _| {
-            wal.append(&refs)?;
-            wal.sync()
-        })
+        flush(&mut flushed);
     }
+}
+
+/// Encodes and writes entries (not yet synced).
+fn append_entries(disk: &Disk, entries: &[RaftEntry]) -> Result<(), DiskError> {
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let payload = postcard::to_allocvec(entry)
+            .map_err(|e| DiskError::Invariant(format!("encoding a log entry: {e}")))?;
+        records.push((entry.log_id.index, entry.log_id.leader_id.term, payload));
+    }
+    let refs: Vec<(u64, u64, &[u8])> = records
+        .iter()
+        .map(|(i, t, p)| (*i, *t, p.as_slice()))
+        .collect();
+    disk.write(|wal| wal.append(&refs))
 }
 
 /// Keeps `SPARES_WANTED` zero-filled segments ready. When the disk is full it
 /// says so (writes are then refused before they reach the log) and retries
 /// until space is back.
 fn run_preallocator(
-    inner: std::sync::Weak<Inner>,
+    disk: std::sync::Weak<Disk>,
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     segment_bytes: u64,
@@ -296,29 +526,29 @@ fn run_preallocator(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     loop {
-        let Some(inner) = inner.upgrade() else {
+        let Some(disk) = disk.upgrade() else {
             return;
         };
-        if inner.failed.load(Ordering::Relaxed) {
+        if disk.failed.load(Ordering::Relaxed) {
             return;
         }
-        let wanted = inner.spares.load(Ordering::Relaxed) < SPARES_WANTED;
+        let wanted = disk.spares.load(Ordering::Relaxed) < SPARES_WANTED;
         let mut pause = Duration::from_millis(100);
         if wanted {
             seq += 1;
             match preallocate_spare(&*fs, &dir, seq, segment_bytes) {
                 Ok(path) => {
-                    if inner.disk_full.swap(false, Ordering::Relaxed) {
+                    if disk.disk_full.swap(false, Ordering::Relaxed) {
                         info!("disk space is back: writes are accepted again");
                     }
-                    let mut wal = inner.wal.lock().expect("wal lock poisoned");
+                    let mut wal = disk.wal();
                     wal.add_spare(path);
-                    inner.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
-                    inner.spares.store(wal.spare_count(), Ordering::Relaxed);
+                    disk.room_bytes.store(wal.room_bytes(), Ordering::Relaxed);
+                    disk.spares.store(wal.spare_count(), Ordering::Relaxed);
                     pause = Duration::ZERO;
                 }
                 Err(e) if e.is_disk_full() => {
-                    if !inner.disk_full.swap(true, Ordering::Relaxed) {
+                    if !disk.disk_full.swap(true, Ordering::Relaxed) {
                         warn!("disk full: cannot preallocate log space ({e}); writes will be refused until space is freed");
                     }
                     pause = Duration::from_secs(1);
@@ -329,7 +559,7 @@ fn run_preallocator(
                 }
             }
         }
-        drop(inner);
+        drop(disk);
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
@@ -342,11 +572,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<RaftEntry>, StorageError> {
         let cache = self.cache();
-        if cache.entries.is_empty() {
+        let Some(last) = cache.last_log_id().map(|l| l.index) else {
             return Ok(Vec::new());
-        }
-        let first = cache.first_index;
-        let last = first + cache.entries.len() as u64 - 1;
+        };
+        let first = cache.meta.last_purged.map_or(0, |p| p.index + 1);
         let start = match range.start_bound() {
             Bound::Included(s) => *s,
             Bound::Excluded(s) => s.saturating_add(1),
@@ -365,9 +594,24 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start > end {
             return Ok(Vec::new());
         }
-        let from = (start - first) as usize;
-        let to = (end - first) as usize;
-        cache.entries.range(from..=to).map(Cached::entry).collect()
+        let cached_from = if cache.entries.is_empty() {
+            end + 1
+        } else {
+            cache.first_index
+        };
+        let mut entries = if start < cached_from {
+            self.read_from_disk(start, end.min(cached_from - 1))?
+        } else {
+            Vec::new()
+        };
+        if end >= cached_from {
+            let from = (start.max(cached_from) - cached_from) as usize;
+            let to = (end - cached_from) as usize;
+            for cached in cache.entries.range(from..=to) {
+                entries.push(cached.entry()?);
+            }
+        }
+        Ok(entries)
     }
 }
 
@@ -388,8 +632,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let bytes = postcard::to_allocvec(vote).map_err(io_error)?;
-        let dir = self.dir();
-        self.with_wal(|_, fs| meta::write_atomic(fs, &dir, VOTE_FILE, &bytes))
+        self.send_and_wait(|done| Write::Vote { bytes, done })
+            .await
             .map_err(|e| StorageIOError::write_vote(openraft::AnyError::error(e.to_string())))?;
         self.cache().vote = Some(*vote);
         Ok(())
@@ -408,35 +652,55 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = RaftEntry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let result = self.push_entries(entries.into_iter().collect());
-        callback.log_io_completed(result.map_err(std::io::Error::other));
-        Ok(())
+        let entries: Vec<RaftEntry> = entries.into_iter().collect();
+        {
+            let mut cache = self.cache();
+            for entry in &entries {
+                cache.push(Cached::Decoded(entry.clone()));
+            }
+            cache.evict(self.inner.disk.written_index());
+        }
+        self.send(Write::Append {
+            records: entries,
+            callback,
+        })
+        .map_err(io_error)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
+        let from = log_id.index;
+        let reload = {
             let mut cache = self.cache();
-            if !cache.entries.is_empty() && log_id.index >= cache.first_index {
-                let keep = (log_id.index - cache.first_index) as usize;
-                cache.entries.truncate(keep);
-            } else if log_id.index < cache.first_index {
-                cache.entries.clear();
+            cache.truncate(from);
+            // The last entry must stay in memory: bring it back if only the
+            // WAL still holds it.
+            let purged = cache.meta.last_purged.map(|p| p.index);
+            (cache.entries.is_empty() && from > 0 && purged.is_none_or(|p| p < from - 1))
+                .then(|| from - 1)
+        };
+        self.send_and_wait(|done| Write::Truncate { from, done })
+            .await
+            .map_err(io_error)?;
+        if let Some(index) = reload {
+            let record = self.inner.disk.wal().read(index).map_err(io_error)?;
+            let entry = decode_entry(index, &record.payload)?;
+            let mut cache = self.cache();
+            if cache.entries.is_empty() {
+                cache.push(Cached::Decoded(entry));
             }
         }
-        self.with_wal(|wal, _| wal.truncate_from(log_id.index))
-            .map_err(io_error)
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let new_meta = {
+        let meta = {
             let mut cache = self.cache();
             while cache
                 .entries
                 .front()
                 .is_some_and(|e| e.log_id().index <= log_id.index)
             {
-                cache.entries.pop_front();
-                cache.first_index += 1;
+                cache.pop_front();
             }
             if cache
                 .meta
@@ -446,52 +710,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 None
             } else {
                 cache.meta.last_purged = Some(log_id);
-                Some(cache.meta.clone())
+                Some(postcard::to_allocvec(&cache.meta).map_err(io_error)?)
             }
         };
-        // The purge point is durable before any segment goes.
-        if let Some(meta) = new_meta {
-            self.write_meta(&meta)?;
-        }
-        self.with_wal(|wal, _| {
-            if wal.last_index().is_some_and(|last| last <= log_id.index) {
-                wal.clear()
-            } else {
-                wal.purge_through(log_id.index)
-            }
+        // The writer persists the purge point before any segment goes.
+        self.send(Write::Purge {
+            upto: log_id.index,
+            meta,
         })
         .map_err(io_error)
-    }
-}
-
-impl LogStore {
-    /// Drops the whole log (a snapshot from the leader replaces it).
-    pub async fn clear(&self) -> Result<(), StorageError> {
-        self.cache().entries.clear();
-        self.with_wal(|wal, _| wal.clear()).map_err(io_error)
-    }
-
-    /// Reads entries (tests and tools).
-    pub fn entries_in(
-        &self,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Result<Vec<RaftEntry>, StorageError> {
-        let cache = self.cache();
-        cache
-            .entries
-            .iter()
-            .filter(|e| range.contains(&e.log_id().index))
-            .map(Cached::entry)
-            .collect()
-    }
-
-    /// Index up to which the log was purged (covered by a snapshot).
-    pub fn purged_index(&self) -> Option<u64> {
-        self.cache().meta.last_purged.map(|l| l.index)
-    }
-
-    /// Index of the last entry (or of the purge point when the log is empty).
-    pub fn last_index(&self) -> Option<u64> {
-        self.cache().last_log_id().map(|l| l.index)
     }
 }

@@ -10,15 +10,15 @@
 //! earlier batch has finished, so each connection still gets its replies in
 //! order. A standalone server is a one-voter cluster on the same path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
-use roost_core::{Entry, StateConfig};
+use openraft::{BasicNode, ServerState};
+use roost_core::{Entry, StateConfig, Txn};
 use roost_proto::ErrorCode;
 use roost_storage::{FileSystem, StorageError as DiskError, WalOptions};
 use tokio::net::TcpListener;
@@ -26,13 +26,16 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::bounds::Bounds;
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
 use crate::peer::{
     self, BoxFuture, PeerClient, PeerError, PeerNetwork, PeerRequest, PeerResponse, PeerService,
 };
-use crate::state_machine::{Housekeeping, SnapshotStore, StateMachine, StateMachineHost};
-use crate::types::{Batch, NodeId, Raft};
+use crate::state_machine::{
+    Housekeeping, SnapshotPolicy, SnapshotStore, StateMachine, StateMachineHost,
+};
+use crate::types::{Batch, BatchBuilder, NodeId, Pushed, Raft};
 
 /// A server of the ensemble as configured (`server.N=host:peerPort:electionPort`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +57,17 @@ pub struct ConsensusConfig {
     pub wal: WalOptions,
     /// Client entries between snapshots (randomised per snapshot like ZooKeeper).
     pub snap_count: u64,
+    /// Log bytes between snapshots (`snapSizeLimitInKb`, randomised likewise; 0: no limit).
+    pub snap_bytes: u64,
     /// Snapshots kept on disk (`autopurge.snapRetainCount`).
     pub snap_retain: usize,
     pub state: StateConfig,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
-    /// Client writes per raft entry.
+    /// Client writes per raft entry (bytes are bounded by `bounds`).
     pub batch_entries_max: usize,
+    /// The byte bounds of the write path.
+    pub bounds: Bounds,
     /// Raft entries proposed and not yet applied.
     pub in_flight_batches_max: usize,
 }
@@ -74,14 +81,19 @@ impl ConsensusConfig {
             snapshot_dir: data_dir.join("snapshots"),
             wal: WalOptions::default(),
             snap_count: 100_000,
+            snap_bytes: 4 << 30,
             snap_retain: 3,
             state,
             // openraft starts an election only after a follower has heard
             // nothing for its lease (the maximum) plus its random timeout,
             // so a dead leader is replaced within 400-550 ms on loopback.
-            heartbeat_ms: 30,
+            // openraft also gives each AppendEntries one heartbeat interval,
+            // the follower's fsync included: 60 ms leaves room for a full
+            // batch on a busy disk (see `Bounds`).
+            heartbeat_ms: 60,
             election_timeout_ms: (150, 250),
             batch_entries_max: 1024,
+            bounds: Bounds::default(),
             in_flight_batches_max: 2,
         }
     }
@@ -181,7 +193,7 @@ impl LeaderLink {
         let mut client = self.client.lock().await;
         let client = match client.as_mut() {
             Some(c) if c.target() == leader_id => c,
-            _ => client.insert(PeerClient::new(leader_id, address)),
+            _ => client.insert(self.network.client(leader_id, address)),
         };
         match tokio::time::timeout(LEADER_CALL_TIMEOUT, client.call(request)).await {
             Ok(result) => result.map(Some),
@@ -285,7 +297,7 @@ impl PeerService for Service {
             if !self.leadership.borrow().leading {
                 return Err("not the leader".into());
             }
-            for entry in batch.0.iter() {
+            for entry in batch.entries() {
                 self.proposals
                     .send(entry.clone())
                     .await
@@ -323,7 +335,18 @@ impl Consensus {
         proposals: mpsc::Receiver<Entry>,
     ) -> Result<Consensus, ConsensusError> {
         let started = std::time::Instant::now();
-        let log = LogStore::open(fs.clone(), &config.log_dir, config.wal.clone())?;
+        let bounds = config.bounds;
+        let wal_options = WalOptions {
+            record_bytes_max: u32::try_from(bounds.record_bytes_max).unwrap_or(u32::MAX),
+            batch_bytes_max: bounds.append_bytes_max as u64,
+            ..config.wal.clone()
+        };
+        let log = LogStore::open(
+            fs.clone(),
+            &config.log_dir,
+            wal_options,
+            bounds.log_cache_bytes_max,
+        )?;
         info!("log opened in {:?}", started.elapsed());
         let (snapshots, loaded) = SnapshotStore::open(
             fs,
@@ -351,7 +374,10 @@ impl Consensus {
             host.clone(),
             Arc::new(snapshots),
             housekeeping_tx,
-            config.snap_count,
+            SnapshotPolicy {
+                entries: config.snap_count,
+                bytes: config.snap_bytes,
+            },
         );
         let raft_config = openraft::Config {
             cluster_name: "roost".into(),
@@ -360,7 +386,7 @@ impl Consensus {
             election_timeout_max: config.election_timeout_ms.1,
             install_snapshot_timeout: 120_000,
             max_payload_entries: 64,
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             // Roost purges the log itself, behind the oldest retained snapshot.
             max_in_snapshot_log_to_keep: u64::MAX,
             purge_batch_size: 1,
@@ -375,6 +401,7 @@ impl Consensus {
                 .iter()
                 .map(|(id, m)| (*id, m.address.clone()))
                 .collect(),
+            bounds,
         );
         let raft = if config.is_ensemble() {
             Raft::new(
@@ -432,7 +459,12 @@ impl Consensus {
                 proposals: proposer,
                 leadership: leadership.clone(),
             });
-            tasks.push(tokio::spawn(peer::serve(listener, raft.clone(), service)));
+            tasks.push(tokio::spawn(peer::serve(
+                listener,
+                raft.clone(),
+                service,
+                bounds,
+            )));
         }
         let initialized = raft
             .is_initialized()
@@ -484,6 +516,7 @@ impl Consensus {
             leadership: leadership.clone(),
             leader: LeaderLink::new(raft.clone(), network.clone()),
             batch_entries_max: config.batch_entries_max,
+            bounds: config.bounds,
             in_flight_max: config.in_flight_batches_max.max(1),
         };
         tasks.push(tokio::spawn(pump.run(proposals)));
@@ -692,42 +725,80 @@ struct Pump {
     /// Its own link: forwarded writes do not queue behind `sync`s.
     leader: LeaderLink,
     batch_entries_max: usize,
+    bounds: Bounds,
     in_flight_max: usize,
 }
 
 impl Pump {
     /// Stamps proposals with the leader's clock (never going backwards),
-    /// batches them, and proposes the batches in order.
+    /// batches them by count and bytes, and proposes the batches in order.
     async fn run(self, mut proposals: mpsc::Receiver<Entry>) {
         let permits = Arc::new(Semaphore::new(self.in_flight_max));
         let mut last_time = 0;
-        let mut buffer = Vec::with_capacity(self.batch_entries_max);
+        let mut received = Vec::with_capacity(self.batch_entries_max);
+        // Entries taken from the channel and not yet in a batch, in order.
+        let mut waiting: VecDeque<Entry> = VecDeque::new();
+        let mut builder = BatchBuilder::new(self.bounds.batch_bytes_max);
         loop {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            if proposals
-                .recv_many(&mut buffer, self.batch_entries_max)
-                .await
-                == 0
-            {
-                return;
+            if waiting.is_empty() {
+                if proposals
+                    .recv_many(&mut received, self.batch_entries_max)
+                    .await
+                    == 0
+                {
+                    return;
+                }
+                waiting.extend(received.drain(..));
+            }
+            while waiting.len() < self.batch_entries_max {
+                match proposals.try_recv() {
+                    Ok(entry) => waiting.push_back(entry),
+                    Err(_) => break,
+                }
             }
             let leading = self.leadership.borrow().leading;
             if leading {
                 last_time = wall_clock_ms().max(last_time);
-                for entry in &mut buffer {
+            }
+            while builder.len() < self.batch_entries_max {
+                let Some(mut entry) = waiting.pop_front() else {
+                    break;
+                };
+                if leading {
                     entry.time_ms = last_time;
                 }
+                match builder.push(entry) {
+                    Pushed::Added => {}
+                    Pushed::Full(entry) => {
+                        waiting.push_front(entry);
+                        break;
+                    }
+                    Pushed::TooLarge(entry) => {
+                        // Only a request whose strings grew when re-encoded
+                        // (invalid UTF-8 replaced) can get here: it fails in
+                        // order, as a write ZooKeeper could not read would.
+                        warn!(
+                            "a write of session 0x{:x} is too large for the log; it fails",
+                            entry.session_id
+                        );
+                        waiting.push_front(Entry {
+                            identities: Arc::from(Vec::new()),
+                            txn: Txn::Fail(ErrorCode::MarshallingError),
+                            ..entry
+                        });
+                    }
+                }
             }
-            // An exact-size copy: the buffer's capacity is reused for the next batch.
-            let batch = Batch(Arc::new(buffer.split_off(0)));
+            let batch = builder.finish();
             if !leading {
                 drop(permit);
                 self.forward(batch).await;
                 continue;
             }
-            let needed = batch.encoded_len_estimate() + LOG_RESERVE_BYTES;
+            let needed = batch.encoded().len() as u64 + LOG_RESERVE_BYTES;
             let log = &self.log;
             if log.failed() || (log.disk_full() && log.room_bytes() < needed) {
                 drop(permit);
@@ -735,8 +806,11 @@ impl Pump {
                 let Ok(all) = permits.acquire_many(self.in_flight_max as u32).await else {
                     return;
                 };
-                warn!("refusing {} writes: disk full or log failed", batch.0.len());
-                self.host.refuse(&batch.0, ErrorCode::SystemError);
+                warn!(
+                    "refusing {} writes: disk full or log failed",
+                    batch.entries().len()
+                );
+                self.host.refuse(batch.entries(), ErrorCode::SystemError);
                 drop(all);
                 continue;
             }
@@ -749,15 +823,15 @@ impl Pump {
                         if !matches!(outcome, Ok(Ok(_))) {
                             warn!(
                                 "a batch of {} writes was not committed: {outcome:?}",
-                                batch.0.len()
+                                batch.entries().len()
                             );
-                            host.abandon(&batch.0);
+                            host.abandon(batch.entries());
                         }
                     });
                 }
                 Err(fatal) => {
                     error!("raft stopped: {fatal}");
-                    self.host.refuse(&batch.0, ErrorCode::SystemError);
+                    self.host.refuse(batch.entries(), ErrorCode::SystemError);
                     return;
                 }
             }
@@ -771,9 +845,9 @@ impl Pump {
     async fn forward(&self, mut batch: Batch) {
         let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
         loop {
-            if !batch.0.iter().all(|e| self.host.still_awaited(e)) {
+            if !batch.entries().iter().all(|e| self.host.still_awaited(e)) {
                 let awaited: Vec<Entry> = batch
-                    .0
+                    .entries()
                     .iter()
                     .filter(|e| self.host.still_awaited(e))
                     .cloned()
@@ -781,9 +855,9 @@ impl Pump {
                 if awaited.is_empty() {
                     return;
                 }
-                batch = Batch(Arc::new(awaited));
+                batch = Batch::from_entries(awaited);
             }
-            let count = batch.0.len();
+            let count = batch.entries().len();
             let refusal = match self.leader.call(&PeerRequest::Forward(batch.clone())).await {
                 Ok(Some(PeerResponse::Forwarded(Ok(())))) => return,
                 Ok(None) => "no leader".to_string(),
@@ -791,13 +865,13 @@ impl Pump {
                 Err(e @ PeerError::Connect(_)) => e.to_string(),
                 outcome => {
                     warn!("forwarding {count} writes to the leader: outcome unknown ({outcome:?})");
-                    self.host.abandon(&batch.0);
+                    self.host.abandon(batch.entries());
                     return;
                 }
             };
             if tokio::time::Instant::now() >= deadline {
                 warn!("no leader took {count} writes within {FORWARD_PATIENCE:?} ({refusal}); abandoned");
-                self.host.abandon(&batch.0);
+                self.host.abandon(batch.entries());
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

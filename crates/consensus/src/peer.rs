@@ -6,12 +6,21 @@
 //! writes forwarded from a follower to the leader, the sessions a follower
 //! saw alive, and the read index a follower needs for `sync`.
 //!
-//! Bounds: a frame is at most `FRAME_BYTES_MAX`; a snapshot streams in chunks
-//! after its header, so its size is bounded only by the disk.
+//! Bounds: a frame is at most `Bounds::peer_frame_bytes_max` (an AppendEntries
+//! carries at most `replication_bytes_max` of entries: the prefix that fits, with a
+//! partial success reported to openraft, which sends the rest next), and its
+//! buffer grows only as its bytes arrive; a snapshot streams in chunks after
+//! its header, and is refused unless the disk has room for it. At most
+//! `PEER_CONNECTIONS_MAX` peer connections are served at once, and one that
+//! starts no request for `PEER_IDLE_TIMEOUT` is closed (clients drop theirs
+//! sooner, so a request never meets a connection closing under it). Garbage,
+//! an oversized frame or a stranger's connection closes that connection only.
+//! (Authenticating peers comes with TLS.)
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +38,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use crate::types::{Batch, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
+use crate::bounds::Bounds;
+use crate::types::{Batch, NodeId, Raft, RaftEntry, SnapshotMeta, TypeConfig, Vote};
 
-/// Largest frame a peer may send (raft batches are bounded well below it).
-const FRAME_BYTES_MAX: usize = 256 << 20;
 /// Snapshot bytes per chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Peer connections served at once: each server opens a handful to each
+/// other (replication, votes, forwarded writes, syncs), so this leaves room
+/// for large ensembles and reconnects while bounding what strangers can hold.
+const PEER_CONNECTIONS_MAX: usize = 64;
+/// A served connection that starts no request for this long is closed.
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client connection unused for this long is replaced before its next request.
+const PEER_CLIENT_IDLE_MAX: Duration = Duration::from_secs(30);
 
 /// A request from one server to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,6 +97,8 @@ pub enum PeerError {
     Decode(#[from] postcard::Error),
     #[error("unexpected peer response")]
     Unexpected,
+    #[error("a snapshot of {size} bytes does not fit in the {available} bytes free")]
+    NoRoom { size: u64, available: u64 },
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> Result<(), PeerError> {
@@ -93,21 +111,33 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> Resul
     Ok(())
 }
 
-async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> Result<T, PeerError> {
+/// Reads one frame of at most `bytes_max`; its buffer grows as bytes
+/// arrive, so a length claimed by garbage costs nothing up front.
+async fn read_frame<T: for<'de> Deserialize<'de>>(
+    stream: &mut TcpStream,
+    bytes_max: usize,
+) -> Result<T, PeerError> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > FRAME_BYTES_MAX {
+    if len > bytes_max {
         return Err(PeerError::FrameTooLarge(len));
     }
-    let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes).await?;
+    let mut bytes = Vec::with_capacity(len.min(SNAPSHOT_CHUNK_BYTES));
+    let read = (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut bytes)
+        .await?;
+    if read < len {
+        return Err(PeerError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(postcard::from_bytes(&bytes)?)
 }
 
 /// Serves peers: answers raft RPCs with `raft` and Roost's own requests with
 /// `roost`.
-pub async fn serve(listener: TcpListener, raft: Raft, roost: Arc<dyn PeerService>) {
+pub async fn serve(listener: TcpListener, raft: Raft, roost: Arc<dyn PeerService>, bounds: Bounds) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -117,13 +147,25 @@ pub async fn serve(listener: TcpListener, raft: Raft, roost: Arc<dyn PeerService
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            warn!(
+                "refusing a peer connection from {peer}: {PEER_CONNECTIONS_MAX} peer connections are open"
+            );
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let roost = roost.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, raft, roost).await {
-                debug!("peer connection from {peer} ended: {e}");
+            match serve_connection(stream, raft, roost, bounds).await {
+                Err(e @ (PeerError::FrameTooLarge(_) | PeerError::Decode(_))) => {
+                    warn!("closing the peer connection from {peer}: {e}")
+                }
+                Err(e) => debug!("peer connection from {peer} ended: {e}"),
+                Ok(()) => debug!("peer connection from {peer} idle; closed"),
             }
+            drop(slot);
         });
     }
 }
@@ -145,9 +187,14 @@ async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft,
     roost: Arc<dyn PeerService>,
+    bounds: Bounds,
 ) -> Result<(), PeerError> {
     loop {
-        let request: PeerRequest = read_frame(&mut stream).await?;
+        let next = read_frame(&mut stream, bounds.peer_frame_bytes_max);
+        let Ok(request) = tokio::time::timeout(PEER_IDLE_TIMEOUT, next).await else {
+            return Ok(());
+        };
+        let request: PeerRequest = request?;
         let response = match request {
             PeerRequest::AppendEntries(rpc) => {
                 PeerResponse::AppendEntries(raft.append_entries(rpc).await)
@@ -189,17 +236,16 @@ async fn receive_snapshot(
         }
         Err(RaftError::APIError(never)) => match never {},
     };
-    let mut out = tokio::fs::File::create(&file.path).await?;
-    let mut left = size;
-    let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-    while left > 0 {
-        let n = (left as usize).min(chunk.len());
-        stream.read_exact(&mut chunk[..n]).await?;
-        out.write_all(&chunk[..n]).await?;
-        left -= n as u64;
+    if let Some(available) = file.path.parent().and_then(available_bytes) {
+        if size > available {
+            // The connection closes: what is left of the snapshot is never read.
+            return Err(PeerError::NoRoom { size, available });
+        }
     }
-    out.sync_all().await?;
-    drop(out);
+    if let Err(e) = receive_file(stream, &file.path, size).await {
+        let _ = tokio::fs::remove_file(&file.path).await;
+        return Err(e);
+    }
     info!("received snapshot {:?} ({size} bytes)", meta.last_log_id);
     Ok(raft
         .install_full_snapshot(
@@ -212,18 +258,51 @@ async fn receive_snapshot(
         .await)
 }
 
+/// Streams `size` bytes from a peer into a new file at `path`, synced.
+async fn receive_file(stream: &mut TcpStream, path: &Path, size: u64) -> Result<(), PeerError> {
+    let mut out = tokio::fs::File::create(path).await?;
+    let mut left = size;
+    let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+    while left > 0 {
+        let n = (left as usize).min(chunk.len());
+        stream.read_exact(&mut chunk[..n]).await?;
+        out.write_all(&chunk[..n]).await?;
+        left -= n as u64;
+    }
+    out.sync_all().await?;
+    Ok(())
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`.
+fn available_bytes(dir: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid NUL-terminated string and `stats` is written
+    // by statvfs before it is read, only when statvfs succeeds.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
 /// One connection to one peer, opened on demand and dropped on any error.
 pub struct PeerClient {
     target: NodeId,
     addr: String,
-    stream: Option<TcpStream>,
+    bounds: Bounds,
+    /// The open connection and when it was last used.
+    stream: Option<(TcpStream, std::time::Instant)>,
 }
 
 impl PeerClient {
-    pub fn new(target: NodeId, addr: String) -> Self {
+    pub fn new(target: NodeId, addr: String, bounds: Bounds) -> Self {
         PeerClient {
             target,
             addr,
+            bounds,
             stream: None,
         }
     }
@@ -236,8 +315,12 @@ impl PeerClient {
     /// is cancelled midway (raft times RPCs out by dropping them), the
     /// connection goes with it, so no later call can read a stale response.
     async fn take_stream(&mut self) -> Result<TcpStream, PeerError> {
-        if let Some(stream) = self.stream.take() {
-            return Ok(stream);
+        if let Some((stream, used)) = self.stream.take() {
+            // An idle connection may be closing at the other end: replace it
+            // rather than risk a request whose delivery is then unknown.
+            if used.elapsed() < PEER_CLIENT_IDLE_MAX {
+                return Ok(stream);
+            }
         }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
             .await
@@ -256,8 +339,8 @@ impl PeerClient {
     pub async fn call(&mut self, request: &PeerRequest) -> Result<PeerResponse, PeerError> {
         let mut stream = self.take_stream().await?;
         write_frame(&mut stream, request).await?;
-        let response = read_frame(&mut stream).await?;
-        self.stream = Some(stream);
+        let response = read_frame(&mut stream, self.bounds.peer_frame_bytes_max).await?;
+        self.stream = Some((stream, std::time::Instant::now()));
         Ok(response)
     }
 
@@ -286,8 +369,8 @@ impl PeerClient {
             stream.write_all(&chunk[..n]).await?;
             left -= n as u64;
         }
-        let response = read_frame(&mut stream).await?;
-        self.stream = Some(stream);
+        let response = read_frame(&mut stream, self.bounds.peer_frame_bytes_max).await?;
+        self.stream = Some((stream, std::time::Instant::now()));
         Ok(response)
     }
 }
@@ -298,13 +381,20 @@ impl PeerClient {
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
     addresses: Arc<BTreeMap<NodeId, String>>,
+    bounds: Bounds,
 }
 
 impl PeerNetwork {
-    pub fn new(addresses: BTreeMap<NodeId, String>) -> Self {
+    pub fn new(addresses: BTreeMap<NodeId, String>, bounds: Bounds) -> Self {
         PeerNetwork {
             addresses: Arc::new(addresses),
+            bounds,
         }
+    }
+
+    /// A client for the peer `target` at `address`.
+    pub fn client(&self, target: NodeId, address: String) -> PeerClient {
+        PeerClient::new(target, address, self.bounds)
     }
 
     pub fn address_of(&self, id: NodeId, recorded: &str) -> String {
@@ -319,7 +409,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerClient::new(target, self.address_of(target, &node.addr))
+        self.client(target, self.address_of(target, &node.addr))
     }
 }
 
@@ -333,10 +423,15 @@ fn unreachable<E: std::error::Error>(e: &PeerError) -> RPCError<NodeId, BasicNod
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let sent = keep_prefix_within(&mut rpc.entries, self.bounds.replication_bytes_max);
         match self.call(&PeerRequest::AppendEntries(rpc)).await {
+            Ok(PeerResponse::AppendEntries(Ok(AppendEntriesResponse::Success))) => Ok(match sent {
+                Some(last) => AppendEntriesResponse::PartialSuccess(Some(last)),
+                None => AppendEntriesResponse::Success,
+            }),
             Ok(PeerResponse::AppendEntries(Ok(response))) => Ok(response),
             Ok(PeerResponse::AppendEntries(Err(e))) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -382,6 +477,36 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
         }
     }
+}
+
+/// Bytes an entry takes in an AppendEntries (close enough to bound a message).
+fn entry_bytes(entry: &RaftEntry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => batch.encoded().len() + 64,
+        _ => 1024,
+    }
+}
+
+/// Cuts `entries` to the longest prefix within `bytes_max` (at least one
+/// entry). Returns the last entry kept if any were cut off: openraft is then
+/// told of a partial success and sends the rest next.
+fn keep_prefix_within(
+    entries: &mut Vec<RaftEntry>,
+    bytes_max: usize,
+) -> Option<crate::types::LogId> {
+    let mut bytes = 0;
+    let keep = entries
+        .iter()
+        .position(|entry| {
+            bytes += entry_bytes(entry);
+            bytes > bytes_max
+        })?
+        .max(1);
+    if keep >= entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|e| e.log_id)
 }
 
 /// Parses `host:port` for binding.

@@ -229,21 +229,44 @@ impl SnapshotStore {
     }
 }
 
+/// When to take a snapshot: after `entries` client writes or `bytes` of
+/// log, whichever comes first (ZooKeeper's snapCount and snapSizeLimitInKb;
+/// 0 turns either off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
 /// The state machine handed to openraft.
 pub struct StateMachine {
     host: Arc<dyn StateMachineHost>,
     snapshots: Arc<SnapshotStore>,
     housekeeping: mpsc::UnboundedSender<Housekeeping>,
-    /// Client entries applied since the last snapshot, and the randomised
-    /// threshold for the next one (ZooKeeper's snapCount/2 + rand(snapCount/2)).
-    since_snapshot: u64,
-    snapshot_threshold: u64,
-    snap_count: u64,
+    policy: SnapshotPolicy,
+    /// Client entries and log bytes applied since the last snapshot, and the
+    /// randomised thresholds for the next one (ZooKeeper's
+    /// `snapCount/2 + rand(snapCount/2)`, and likewise for bytes).
+    since_snapshot: (u64, u64),
+    thresholds: (u64, u64),
 }
 
-fn next_threshold(snap_count: u64) -> u64 {
-    let half = (snap_count / 2).max(1);
+/// `limit/2 + rand(limit/2)`; `u64::MAX` (never) for a limit of 0.
+fn randomised_threshold(limit: u64) -> u64 {
+    if limit == 0 {
+        return u64::MAX;
+    }
+    let half = (limit / 2).max(1);
     half + rand::random::<u64>() % half
+}
+
+impl SnapshotPolicy {
+    fn thresholds(&self) -> (u64, u64) {
+        (
+            randomised_threshold(self.entries),
+            randomised_threshold(self.bytes),
+        )
+    }
 }
 
 impl StateMachine {
@@ -251,15 +274,15 @@ impl StateMachine {
         host: Arc<dyn StateMachineHost>,
         snapshots: Arc<SnapshotStore>,
         housekeeping: mpsc::UnboundedSender<Housekeeping>,
-        snap_count: u64,
+        policy: SnapshotPolicy,
     ) -> Self {
         StateMachine {
             host,
             snapshots,
             housekeeping,
-            since_snapshot: 0,
-            snapshot_threshold: next_threshold(snap_count),
-            snap_count,
+            policy,
+            since_snapshot: (0, 0),
+            thresholds: policy.thresholds(),
         }
     }
 }
@@ -322,8 +345,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => self.host.apply(&[], &mark),
                 EntryPayload::Normal(batch) => {
-                    self.host.apply(&batch.0, &mark);
-                    self.since_snapshot += batch.0.len() as u64;
+                    self.host.apply(batch.entries(), &mark);
+                    self.since_snapshot.0 += batch.entries().len() as u64;
+                    self.since_snapshot.1 += batch.encoded().len() as u64;
                 }
                 EntryPayload::Membership(membership) => {
                     mark.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -332,9 +356,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             replies.push(());
         }
-        if self.snap_count > 0 && self.since_snapshot >= self.snapshot_threshold {
-            self.since_snapshot = 0;
-            self.snapshot_threshold = next_threshold(self.snap_count);
+        let (entries, bytes) = self.since_snapshot;
+        if entries >= self.thresholds.0 || bytes >= self.thresholds.1 {
+            self.since_snapshot = (0, 0);
+            self.thresholds = self.policy.thresholds();
             let _ = self.housekeeping.send(Housekeeping::TakeSnapshot);
         }
         Ok(replies)
@@ -395,7 +420,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             },
         );
         *self.snapshots.current() = Some((meta.clone(), SnapshotFile { path }));
-        self.since_snapshot = 0;
+        self.since_snapshot = (0, 0);
         let _ = self.snapshots.retain_newest();
         Ok(())
     }

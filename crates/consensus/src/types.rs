@@ -15,26 +15,55 @@ use roost_proto::codec::JuteWrite;
 use roost_proto::{Decode, Encode, Reader};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Roost entries proposed together as one raft entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Batch(pub Arc<Vec<Entry>>);
+/// Roost entries proposed together as one raft entry, with their encoding:
+/// made once, when the batch is built or received, and reused for the log
+/// and for peers.
+#[derive(Clone, Default)]
+pub struct Batch {
+    entries: Arc<Vec<Entry>>,
+    encoded: Bytes,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Batch({} entries, {} bytes)",
+            self.entries.len(),
+            self.encoded.len()
+        )
+    }
+}
+
+impl PartialEq for Batch {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded == other.encoded
+    }
+}
+
+impl Eq for Batch {}
 
 impl Batch {
-    pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::new();
-        out.put_jute_i32(self.0.len() as i32);
-        for entry in self.0.iter() {
-            let start = out.len();
-            out.put_jute_i32(0);
-            entry.encode(&mut out);
-            let len = (out.len() - start - 4) as i32;
-            out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    /// Encodes `entries` as one batch, however large.
+    pub fn from_entries(entries: Vec<Entry>) -> Batch {
+        let mut builder = BatchBuilder::new(usize::MAX);
+        for entry in entries {
+            builder.push_unchecked(entry);
         }
-        out.freeze()
+        builder.finish()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The encoding the log and peers carry.
+    pub fn encoded(&self) -> &Bytes {
+        &self.encoded
     }
 
     pub fn decode(bytes: Bytes) -> Result<Batch, roost_proto::DecodeError> {
-        let mut r = Reader::new(bytes);
+        let mut r = Reader::new(bytes.clone());
         let count = r.read_count(4)?.unwrap_or(0);
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
@@ -46,32 +75,103 @@ impl Batch {
             entries.push(Entry::from_bytes(body)?);
         }
         r.finish()?;
-        Ok(Batch(Arc::new(entries)))
-    }
-
-    /// Bytes this batch takes in the log (close enough to budget disk space).
-    pub fn encoded_len_estimate(&self) -> u64 {
-        self.0
-            .iter()
-            .map(|e| 64 + e.identities.len() as u64 * 48 + txn_len_estimate(e))
-            .sum()
+        Ok(Batch {
+            entries: Arc::new(entries),
+            encoded: bytes,
+        })
     }
 }
 
-fn txn_len_estimate(entry: &Entry) -> u64 {
-    match &entry.txn {
-        roost_core::Txn::Request(r) => {
-            let mut out = BytesMut::new();
-            r.encode(&mut out);
-            out.len() as u64
+/// Builds a batch up to a byte bound, encoding each entry as it is added.
+pub struct BatchBuilder {
+    entries: Vec<Entry>,
+    out: BytesMut,
+    bytes_max: usize,
+}
+
+/// What [`BatchBuilder::push`] did with an entry.
+#[derive(Debug)]
+pub enum Pushed {
+    Added,
+    /// The batch is full: the entry goes into the next one.
+    Full(Entry),
+    /// The entry alone is over the bound: no batch can carry it.
+    TooLarge(Entry),
+}
+
+/// The batch's entry count, before its entries.
+const COUNT_BYTES: usize = 4;
+
+impl BatchBuilder {
+    pub fn new(bytes_max: usize) -> Self {
+        let mut out = BytesMut::new();
+        out.put_jute_i32(0);
+        BatchBuilder {
+            entries: Vec::new(),
+            out,
+            bytes_max,
         }
-        _ => 32,
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Encoded bytes so far.
+    pub fn bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Adds `entry` if the batch stays within its bound.
+    pub fn push(&mut self, entry: Entry) -> Pushed {
+        let start = self.out.len();
+        self.encode(&entry);
+        if self.out.len() <= self.bytes_max {
+            self.entries.push(entry);
+            return Pushed::Added;
+        }
+        let alone = self.out.len() - start + COUNT_BYTES;
+        self.out.truncate(start);
+        if alone > self.bytes_max {
+            Pushed::TooLarge(entry)
+        } else {
+            Pushed::Full(entry)
+        }
+    }
+
+    fn push_unchecked(&mut self, entry: Entry) {
+        self.encode(&entry);
+        self.entries.push(entry);
+    }
+
+    fn encode(&mut self, entry: &Entry) {
+        let start = self.out.len();
+        self.out.put_jute_i32(0);
+        entry.encode(&mut self.out);
+        let len = (self.out.len() - start - 4) as i32;
+        self.out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// The batch built so far; the builder starts afresh.
+    pub fn finish(&mut self) -> Batch {
+        let count = self.entries.len() as i32;
+        self.out[..COUNT_BYTES].copy_from_slice(&count.to_be_bytes());
+        let encoded = std::mem::take(&mut self.out).freeze();
+        self.out.put_jute_i32(0);
+        Batch {
+            entries: Arc::new(std::mem::take(&mut self.entries)),
+            encoded,
+        }
     }
 }
 
 impl Serialize for Batch {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.encode())
+        serializer.serialize_bytes(&self.encoded)
     }
 }
 
@@ -150,9 +250,42 @@ mod tests {
     use super::*;
     use roost_core::Txn;
 
+    fn write_of(bytes: usize) -> Entry {
+        Entry {
+            time_ms: 1,
+            session_id: 2,
+            cxid: 3,
+            identities: vec![].into(),
+            origin: 4,
+            txn: Txn::Request(roost_proto::Request::SetData(roost_proto::SetDataRequest {
+                path: "/v".into(),
+                data: Some(Bytes::from(vec![7u8; bytes])),
+                version: -1,
+            })),
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_by_bytes_and_oversized_entries_are_refused() {
+        let mut builder = BatchBuilder::new(4096);
+        assert!(matches!(builder.push(write_of(1500)), Pushed::Added));
+        assert!(matches!(builder.push(write_of(1500)), Pushed::Added));
+        let Pushed::Full(third) = builder.push(write_of(1500)) else {
+            panic!("a third 1500-byte write does not fit in 4096 bytes");
+        };
+        assert!(matches!(builder.push(write_of(5000)), Pushed::TooLarge(_)));
+        let batch = builder.finish();
+        assert_eq!(batch.entries().len(), 2);
+        assert!(batch.encoded().len() <= 4096);
+        assert_eq!(Batch::decode(batch.encoded().clone()).unwrap(), batch);
+        // The builder starts afresh, and the entry that did not fit goes first.
+        assert!(matches!(builder.push(third), Pushed::Added));
+        assert_eq!(builder.finish().entries().len(), 1);
+    }
+
     #[test]
     fn batches_round_trip_through_serde() {
-        let batch = Batch(Arc::new(vec![
+        let batch = Batch::from_entries(vec![
             Entry {
                 time_ms: 5,
                 session_id: 1,
@@ -169,7 +302,7 @@ mod tests {
                 origin: 0,
                 txn: Txn::DeleteContainer("/c".into()),
             },
-        ]));
+        ]);
         let bytes = postcard::to_allocvec(&batch).unwrap();
         let back: Batch = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, batch);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use openraft::testing::{StoreBuilder, Suite};
 use roost_consensus::log_store::LogStore;
-use roost_consensus::state_machine::{SnapshotStore, StateMachine};
+use roost_consensus::state_machine::{SnapshotPolicy, SnapshotStore, StateMachine};
 use roost_consensus::types::{StorageError, TypeConfig};
 use roost_consensus::MemoryHost;
 use roost_core::StateConfig;
@@ -21,8 +21,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
             segment_bytes: 64 * 1024,
             ..WalOptions::default()
         };
-        let log =
-            LogStore::open(Arc::new(StdFs), &dir.path().join("log"), options).expect("open log");
+        // A small cache: the suite's reads also come back from disk.
+        let log = LogStore::open(Arc::new(StdFs), &dir.path().join("log"), options, 4096)
+            .expect("open log");
         let (snapshots, _) = SnapshotStore::open(
             Arc::new(StdFs),
             &dir.path().join("snapshots"),
@@ -35,7 +36,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
             Arc::new(MemoryHost::new(StateConfig::default())),
             Arc::new(snapshots),
             housekeeping,
-            0,
+            SnapshotPolicy {
+                entries: 0,
+                bytes: 0,
+            },
         );
         Ok((dir, log, machine))
     }

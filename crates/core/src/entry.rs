@@ -53,6 +53,32 @@ pub struct Entry {
     pub txn: Txn,
 }
 
+/// Identities one caller may hold: its address and one per successful
+/// addAuth. Entries carry them, so they are bounded like requests are.
+pub const IDENTITIES_MAX: usize = 32;
+/// Bytes of those identities' schemes and ids, together.
+pub const IDENTITY_BYTES_MAX: usize = 16 << 10;
+/// An entry's fields besides its request and identities, with room to spare.
+const ENTRY_HEADER_BYTES_MAX: usize = 256;
+
+/// The largest encoding of an entry whose request arrived in a frame of at
+/// most `request_bytes_max` bytes from a caller within the identity bounds.
+/// (A request re-encodes to the bytes it arrived as, except that invalid
+/// UTF-8 in its strings is replaced, which can make it longer: whoever
+/// batches entries must still measure them.)
+pub fn entry_bytes_max(request_bytes_max: usize) -> usize {
+    request_bytes_max + IDENTITY_BYTES_MAX + IDENTITIES_MAX * 8 + ENTRY_HEADER_BYTES_MAX
+}
+
+/// Whether `identities` stay within [`IDENTITIES_MAX`] and [`IDENTITY_BYTES_MAX`].
+pub fn identities_within_bounds(identities: &[Id]) -> bool {
+    let bytes: usize = identities
+        .iter()
+        .map(|id| id.scheme.len() + id.id.len())
+        .sum();
+    identities.len() <= IDENTITIES_MAX && bytes <= IDENTITY_BYTES_MAX
+}
+
 /// Bits of a connection id below the server id.
 pub const ORIGIN_SERVER_SHIFT: u32 = 48;
 

@@ -18,7 +18,10 @@ pub mod state;
 pub mod tree;
 pub mod watch;
 
-pub use entry::{origin_server, Entry, Txn, ORIGIN_SERVER_SHIFT};
+pub use entry::{
+    entry_bytes_max, identities_within_bounds, origin_server, Entry, Txn, IDENTITIES_MAX,
+    IDENTITY_BYTES_MAX, ORIGIN_SERVER_SHIFT,
+};
 pub use state::{Applied, Caller, Session, State, StateConfig, TTL_MS_MAX};
 pub use tree::{Children, Node, NodeKind, Tree, Trigger};
 pub use watch::{WatchKind, WatchTable, WatcherId};

@@ -168,10 +168,12 @@ pub struct Tree {
 }
 
 /// What a multi changed, to put it back if a later op fails: the prior value
-/// of every node touched (once each) and the small indexes wholesale.
+/// of every node touched (once each, found through `recorded` so a multi of
+/// n ops costs O(n)) and the small indexes wholesale.
 #[derive(Debug, Clone)]
 struct Journal {
     nodes: Vec<(Arc<str>, Option<Arc<Node>>)>,
+    recorded: std::collections::HashSet<Arc<str>>,
     containers: OrdSet<Arc<str>>,
     ttls: OrdSet<Arc<str>>,
     data_bytes: u64,
@@ -248,6 +250,7 @@ impl Tree {
         assert!(self.journal.is_none(), "tree invariant: nested journal");
         self.journal = Some(Journal {
             nodes: Vec::new(),
+            recorded: Default::default(),
             containers: self.containers.clone(),
             ttls: self.ttls.clone(),
             data_bytes: self.data_bytes,
@@ -285,12 +288,14 @@ impl Tree {
         let Some(journal) = &mut self.journal else {
             return;
         };
-        if journal.nodes.iter().any(|(p, _)| &**p == path) {
+        if journal.recorded.contains(path) {
             return;
         }
+        let path: Arc<str> = Arc::from(path);
+        journal.recorded.insert(path.clone());
         journal
             .nodes
-            .push((Arc::from(path), self.nodes.get(path).cloned()));
+            .push((path.clone(), self.nodes.get(&path).cloned()));
     }
 
     /// Looks a node up. `""` is the root, as in ZooKeeper.

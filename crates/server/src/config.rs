@@ -72,6 +72,8 @@ pub struct Config {
     /// Watches one connection may hold (Roost's bound; ZooKeeper has none).
     pub max_watches_per_connection: usize,
     pub snap_count: u64,
+    /// Log bytes between snapshots (`snapSizeLimitInKb`; 0 or less: no limit).
+    pub snap_size_limit_bytes: u64,
     pub snap_retain_count: usize,
     /// Size of each preallocated log segment (`preAllocSize`, given in KiB).
     pub prealloc_bytes: u64,
@@ -108,6 +110,7 @@ impl Default for Config {
             max_outstanding_per_connection: 1000,
             max_watches_per_connection: 1_000_000,
             snap_count: 100_000,
+            snap_size_limit_bytes: 4 << 30,
             snap_retain_count: 3,
             prealloc_bytes: 64 << 20,
             purge_interval_hours: 0,
@@ -156,7 +159,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "maxResponseCacheSize",
     "maxGetChildrenResponseCacheSize",
     "commitLogCount",
-    "snapSizeLimitInKb",
     "txnLogSizeLimitInKb",
     "digest.enabled",
     "audit.enable",
@@ -348,7 +350,12 @@ impl Config {
                 "maxWatchesPerConnection" => {
                     config.max_watches_per_connection = parse_num(key, value)?
                 }
-                "snapCount" => config.snap_count = parse_num(key, value)?,
+                "snapCount" => config.snap_count = parse_num::<u64>(key, value)?.max(2),
+                "snapSizeLimitInKb" => {
+                    let kib: i64 = parse_num(key, value)?;
+                    config.snap_size_limit_bytes =
+                        u64::try_from(kib).unwrap_or(0).saturating_mul(1024)
+                }
                 "preAllocSize" => {
                     let kib: u64 = parse_num(key, value)?;
                     if !(64..=4 << 20).contains(&kib) {

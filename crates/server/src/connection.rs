@@ -709,6 +709,19 @@ impl Connection {
                 identities.push(id);
             }
         }
+        if !roost_core::identities_within_bounds(&identities) {
+            // Every write carries the caller's identities into the log, so
+            // they are bounded like requests are.
+            warn!(
+                "session 0x{:x}: authentication refused: more than {} identities or {} bytes of them",
+                self.session_id,
+                roost_core::IDENTITIES_MAX,
+                roost_core::IDENTITY_BYTES_MAX
+            );
+            self.reply(xid, 0, Err(ErrorCode::AuthFailed), received, OpCode::Auth);
+            self.closing = Some("too many identities");
+            return;
+        }
         self.identities = identities.into();
         if let Some(entry) = self.shared.registry().conns.get_mut(&self.id) {
             entry.identities = self.identities.clone();

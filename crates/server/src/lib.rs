@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use roost_consensus::{Consensus, ConsensusConfig, ConsensusError, Member};
+use roost_consensus::{Bounds, Consensus, ConsensusConfig, ConsensusError, Member};
 use roost_core::{State, StateConfig};
 use roost_storage::{FileSystem, StdFs, WalOptions};
 use tokio::net::TcpListener;
@@ -114,7 +114,9 @@ impl Server {
                 ..WalOptions::default()
             },
             snap_count: config.snap_count,
+            snap_bytes: config.snap_size_limit_bytes,
             snap_retain: config.snap_retain_count,
+            bounds: Bounds::for_entries(roost_core::entry_bytes_max(config.max_frame_bytes)),
             ..ConsensusConfig::standalone(
                 config.data_dir.clone(),
                 config.log_dir().to_path_buf(),

@@ -15,4 +15,4 @@ pub mod wal;
 
 pub use error::StorageError;
 pub use fs::{Faults, FaultyFs, FileSystem, StdFs};
-pub use wal::{preallocate_spare, Record, Wal, WalOptions};
+pub use wal::{preallocate_spare, Record, UnsyncedSegment, Wal, WalOptions};

@@ -9,16 +9,24 @@
 //!
 //! Invariants:
 //! - record indexes are consecutive across the whole log (no holes);
-//! - every record of one `append` lands in one segment, written by one call;
+//! - a record holds at most `record_bytes_max` payload bytes, and at most
+//!   `batch_bytes_max` bytes are written between two syncs: a larger
+//!   `append` is split into parts, each synced before the next is written,
+//!   so a torn write never reaches further than one batch;
+//! - every record of one part lands in one segment, written by one call;
 //!   `sync` makes everything appended so far durable with one `sync_data`
 //!   per touched segment (group commit happens in the caller, which batches);
+//!   [`Wal::take_unsynced`] lets the caller run those syncs without holding
+//!   the log, so readers are not kept waiting behind a slow disk;
 //! - a failed `sync_data` is never retried: the error is returned and the
 //!   log must not be used again.
 //!
 //! Recovery (`open`): a bad record in the last segment whose following bytes
 //! are zero beyond one batch is a torn write of the unsynced last batch: it is
 //! cut off and logged. A bad record anywhere else is corruption: `open` fails
-//! naming the file and offset.
+//! naming the file and offset. Recovery checks every record but hands back
+//! only the newest ones, up to `recovered_bytes_max`; older ones are read
+//! with [`Wal::read`] when needed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,10 +49,15 @@ const ZERO_CHUNK_BYTES: usize = 1 << 20;
 pub struct WalOptions {
     /// Bytes per segment file.
     pub segment_bytes: u64,
-    /// Largest payload accepted in one record.
+    /// Largest payload accepted in one record by `append`. Recovery accepts
+    /// any record that fits its segment, so lowering this bound never turns
+    /// an existing log into a corrupt one.
     pub record_bytes_max: u32,
-    /// Largest `append` (all its records); bounds how far a torn write reaches.
+    /// Most bytes written between two syncs; bounds how far a torn write
+    /// reaches. At least one record's worth (`record_bytes_max` plus header).
     pub batch_bytes_max: u64,
+    /// Payload bytes of the newest records `open` returns (at least the last one).
+    pub recovered_bytes_max: u64,
     /// `forceSync`: when false, `sync` does nothing (acknowledged writes may be lost).
     pub force_sync: bool,
 }
@@ -55,8 +68,30 @@ impl Default for WalOptions {
             segment_bytes: 64 << 20,
             record_bytes_max: 16 << 20,
             batch_bytes_max: 32 << 20,
+            recovered_bytes_max: 64 << 20,
             force_sync: true,
         }
+    }
+}
+
+/// A segment written since its last sync, to be synced by the caller with
+/// the log released ([`Wal::take_unsynced`]).
+pub struct UnsyncedSegment {
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    force_sync: bool,
+}
+
+impl UnsyncedSegment {
+    /// Makes the segment's writes durable. An error is fatal for the log.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        if !self.force_sync {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(|e| StorageError::SyncFailed {
+            path: self.path.clone(),
+            source: e,
+        })
     }
 }
 
@@ -129,6 +164,41 @@ fn record_crc(index: u64, term: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, payload)
 }
 
+/// The newest records seen while recovering, within a byte budget.
+struct RecoveredTail {
+    records: std::collections::VecDeque<Record>,
+    payload_bytes: u64,
+    bytes_max: u64,
+    last_index: Option<u64>,
+    count: u64,
+}
+
+impl RecoveredTail {
+    fn new(bytes_max: u64) -> Self {
+        RecoveredTail {
+            records: Default::default(),
+            payload_bytes: 0,
+            bytes_max,
+            last_index: None,
+            count: 0,
+        }
+    }
+
+    /// Keeps `record`, dropping the oldest kept ones beyond the budget (the
+    /// newest is always kept).
+    fn push(&mut self, record: Record) {
+        self.last_index = Some(record.index);
+        self.count += 1;
+        self.payload_bytes += record.payload.len() as u64;
+        self.records.push_back(record);
+        while self.payload_bytes > self.bytes_max && self.records.len() > 1 {
+            if let Some(old) = self.records.pop_front() {
+                self.payload_bytes -= old.payload.len() as u64;
+            }
+        }
+    }
+}
+
 /// Why a record could not be read at some offset.
 enum BadRecord {
     /// Zero length: the end of the written data.
@@ -144,12 +214,9 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Parses the record at `pos` of a segment's bytes.
-fn parse_record(
-    buf: &[u8],
-    pos: usize,
-    record_bytes_max: u32,
-) -> Result<(Record, usize), BadRecord> {
+/// Parses the record at `pos` of a segment's bytes. Any length that fits the
+/// segment is accepted: the checksum decides.
+fn parse_record(buf: &[u8], pos: usize) -> Result<(Record, usize), BadRecord> {
     let header_end = pos + RECORD_HEADER_BYTES as usize;
     if header_end > buf.len() {
         return if buf[pos..].iter().all(|b| *b == 0) {
@@ -168,10 +235,7 @@ fn parse_record(
             ))
         };
     }
-    if len > record_bytes_max {
-        return Err(BadRecord::Invalid(format!("record length {len} too large")));
-    }
-    let end = header_end + len as usize;
+    let end = header_end.saturating_add(len as usize);
     if end > buf.len() {
         return Err(BadRecord::Invalid(
             "record runs past the end of the file".into(),
@@ -225,11 +289,11 @@ impl Wal {
             // An interrupted preallocation: never part of the log.
             let _ = wal.fs.remove(path);
         }
-        let mut records: Vec<Record> = Vec::new();
+        let mut tail = RecoveredTail::new(wal.options.recovered_bytes_max);
         let count = segment_paths.len();
         for (position, (first_index, path)) in segment_paths.into_iter().enumerate() {
             let is_last = position + 1 == count;
-            let segment = wal.recover_segment(first_index, &path, is_last, &mut records)?;
+            let segment = wal.recover_segment(first_index, &path, is_last, &mut tail)?;
             match segment {
                 Some(segment) => wal.segments.push(segment),
                 None => {
@@ -241,12 +305,13 @@ impl Wal {
             }
         }
         info!(
-            "log recovered: {} records in {} segments, {} spare files",
-            records.len(),
+            "log recovered: {} records in {} segments ({} kept in memory), {} spare files",
+            tail.count,
             wal.segments.len(),
+            tail.records.len(),
             wal.spares.len()
         );
-        Ok((wal, records))
+        Ok((wal, tail.records.into()))
     }
 
     fn recover_segment(
@@ -254,7 +319,7 @@ impl Wal {
         first_index: u64,
         path: &Path,
         is_last: bool,
-        records: &mut Vec<Record>,
+        tail: &mut RecoveredTail,
     ) -> Result<Option<Segment>, StorageError> {
         let file: Arc<dyn StorageFile> = Arc::from(
             self.fs
@@ -292,9 +357,9 @@ impl Wal {
         };
         let mut pos = SEGMENT_HEADER_BYTES as usize;
         loop {
-            match parse_record(&buf, pos, self.options.record_bytes_max) {
+            match parse_record(&buf, pos) {
                 Ok((record, next)) => {
-                    let expected = records.last().map(|r| r.index + 1);
+                    let expected = tail.last_index.map(|i| i + 1);
                     let in_segment = first_index + segment.offsets.len() as u64;
                     if record.index != in_segment || expected.is_some_and(|e| e != record.index) {
                         return Err(StorageError::corrupt(
@@ -308,7 +373,7 @@ impl Wal {
                         ));
                     }
                     segment.offsets.push(pos as u64);
-                    records.push(record);
+                    tail.push(record);
                     pos = next;
                 }
                 Err(BadRecord::End) => break,
@@ -379,7 +444,9 @@ impl Wal {
         self.spares.push(path);
     }
 
-    /// Appends records (consecutive, following the last one) without syncing.
+    /// Appends records (consecutive, following the last one). Records that
+    /// fit in `batch_bytes_max` are written without syncing; a larger append
+    /// is written in parts, each synced before the next one starts.
     pub fn append(&mut self, records: &[(u64, u64, &[u8])]) -> Result<(), StorageError> {
         let Some(&(first, _, _)) = records.first() else {
             return Ok(());
@@ -391,20 +458,51 @@ impl Wal {
                 )));
             }
         }
-        let mut buf = Vec::new();
-        for (k, (index, term, payload)) in records.iter().enumerate() {
+        for (k, (index, _, payload)) in records.iter().enumerate() {
             if *index != first + k as u64 {
                 return Err(StorageError::Invariant(
                     "records of one append must be consecutive".into(),
                 ));
             }
-            let len = u32::try_from(payload.len())
-                .ok()
-                .filter(|l| *l > 0 && *l <= self.options.record_bytes_max)
-                .ok_or_else(|| {
-                    StorageError::Invariant(format!("record of {} bytes", payload.len()))
-                })?;
-            buf.extend_from_slice(&len.to_le_bytes());
+            if payload.is_empty() || payload.len() > self.options.record_bytes_max as usize {
+                return Err(StorageError::Invariant(format!(
+                    "record of {} bytes (at most {} allowed)",
+                    payload.len(),
+                    self.options.record_bytes_max
+                )));
+            }
+        }
+        let mut start = 0;
+        while start < records.len() {
+            let mut end = start + 1;
+            let mut bytes = RECORD_HEADER_BYTES + records[start].2.len() as u64;
+            while let Some((_, _, payload)) = records.get(end) {
+                bytes += RECORD_HEADER_BYTES + payload.len() as u64;
+                if bytes > self.options.batch_bytes_max {
+                    break;
+                }
+                end += 1;
+            }
+            if start > 0 {
+                self.sync()?;
+            }
+            self.append_part(&records[start..end])?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Writes records (checked by `append`) with one call into one segment.
+    fn append_part(&mut self, records: &[(u64, u64, &[u8])]) -> Result<(), StorageError> {
+        let first = records[0].0;
+        let mut buf = Vec::with_capacity(
+            records
+                .iter()
+                .map(|(_, _, p)| RECORD_HEADER_BYTES as usize + p.len())
+                .sum(),
+        );
+        for (index, term, payload) in records {
+            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             buf.extend_from_slice(&record_crc(*index, *term, payload).to_le_bytes());
             buf.extend_from_slice(&index.to_le_bytes());
             buf.extend_from_slice(&term.to_le_bytes());
@@ -489,6 +587,57 @@ impl Wal {
             dirty: true,
         });
         Ok(())
+    }
+
+    /// The segments written since their last sync, now counted as synced:
+    /// the caller must sync every one (and stop using the log if one fails)
+    /// before it treats those writes as durable.
+    pub fn take_unsynced(&mut self) -> Vec<UnsyncedSegment> {
+        let force_sync = self.options.force_sync;
+        self.segments
+            .iter_mut()
+            .filter(|s| s.dirty)
+            .map(|segment| {
+                segment.dirty = false;
+                UnsyncedSegment {
+                    path: segment.path.clone(),
+                    file: segment.file.clone(),
+                    force_sync,
+                }
+            })
+            .collect()
+    }
+
+    /// Reads the record at `index` back from disk, checking it.
+    pub fn read(&self, index: u64) -> Result<Record, StorageError> {
+        let at = self.segments.partition_point(|s| s.first_index <= index);
+        let segment = at
+            .checked_sub(1)
+            .map(|k| &self.segments[k])
+            .filter(|s| s.last_index().is_some_and(|last| index <= last))
+            .ok_or_else(|| StorageError::Invariant(format!("no record {index} in the log")))?;
+        let offset = segment.offsets[(index - segment.first_index) as usize];
+        let mut header = [0u8; RECORD_HEADER_BYTES as usize];
+        read_exact_at(&*segment.file, offset, &mut header)
+            .map_err(|e| StorageError::io("reading the log", &segment.path, e))?;
+        let len = u32_at(&header, 0) as usize;
+        let mut payload = vec![0u8; len];
+        read_exact_at(&*segment.file, offset + RECORD_HEADER_BYTES, &mut payload)
+            .map_err(|e| StorageError::io("reading the log", &segment.path, e))?;
+        let (crc, stored_index, term) =
+            (u32_at(&header, 4), u64_at(&header, 8), u64_at(&header, 16));
+        if stored_index != index || record_crc(stored_index, term, &payload) != crc {
+            return Err(StorageError::corrupt(
+                &segment.path,
+                offset,
+                format!("record {index} does not read back"),
+            ));
+        }
+        Ok(Record {
+            index,
+            term,
+            payload: Bytes::from(payload),
+        })
     }
 
     /// Makes every appended record durable. An error here is fatal: the
@@ -597,6 +746,17 @@ impl Wal {
     }
 }
 
+fn read_exact_at(file: &dyn StorageFile, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(offset + done as u64, &mut buf[done..])? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
 /// Creates a zero-filled file of `bytes` at `path` and syncs it.
 fn fill_zeros(fs: &dyn FileSystem, path: &Path, bytes: u64) -> Result<(), StorageError> {
     let file = fs
@@ -649,6 +809,7 @@ mod tests {
             segment_bytes: 4096,
             record_bytes_max: 1024,
             batch_bytes_max: 2048,
+            recovered_bytes_max: u64::MAX,
             force_sync: true,
         }
     }
@@ -764,6 +925,49 @@ mod tests {
         drop(wal);
         let (_, records) = open(dir.path()).unwrap();
         assert_eq!(indexes(&records), vec![first, first + 1, first + 2]);
+    }
+
+    #[test]
+    fn appends_beyond_one_batch_are_split_and_every_record_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path()).unwrap();
+        // 10 records of 700 bytes: more than one 2048-byte batch, over segments.
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 700]).collect();
+        let records: Vec<(u64, u64, &[u8])> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 + 1, 1, p.as_slice()))
+            .collect();
+        wal.append(&records).unwrap();
+        wal.sync().unwrap();
+        let too_big = vec![1u8; 1025];
+        let err = wal.append(&[(11, 1, too_big.as_slice())]).unwrap_err();
+        assert!(err.to_string().contains("1025 bytes"), "{err}");
+        drop(wal);
+        let small_memory = WalOptions {
+            recovered_bytes_max: 64,
+            ..options()
+        };
+        let (wal, recovered) = Wal::open(Arc::new(StdFs), dir.path(), small_memory).unwrap();
+        // Only the newest records within recovered_bytes_max come back in memory.
+        assert_eq!(indexes(&recovered), vec![10]);
+        for (i, payload) in payloads.iter().enumerate() {
+            let record = wal.read(i as u64 + 1).unwrap();
+            assert_eq!(&record.payload[..], &payload[..]);
+        }
+        assert!(wal.read(11).is_err());
+        assert!(wal.read(0).is_err());
+    }
+
+    #[test]
+    fn unsynced_segments_are_handed_out_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path()).unwrap();
+        wal.append(&[(1, 1, b"one".as_slice())]).unwrap();
+        let unsynced = wal.take_unsynced();
+        assert_eq!(unsynced.len(), 1);
+        unsynced[0].sync().unwrap();
+        assert!(wal.take_unsynced().is_empty());
     }
 
     #[test]
