@@ -17,6 +17,7 @@ pub struct Ensemble {
     pub servers: Vec<RoostProcess>,
     /// The relay carrying traffic from server `from` to server `to`'s peer port.
     links: BTreeMap<(usize, usize), Link>,
+    peer_ports: Vec<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -92,12 +93,18 @@ impl Ensemble {
         Ok(Ensemble {
             servers,
             links,
+            peer_ports,
             _dir: dir,
         })
     }
 
     pub fn addr(&self, index: usize) -> SocketAddr {
         self.servers[index].addr
+    }
+
+    /// Where a server listens for its peers (raft, forwarded writes).
+    pub fn peer_addr(&self, index: usize) -> SocketAddr {
+        ([127, 0, 0, 1], self.peer_ports[index]).into()
     }
 
     /// `host:port,host:port,...` for clients.

@@ -121,6 +121,28 @@ impl RawClient {
         Ok(Some(response))
     }
 
+    /// Caps the socket's receive buffer (which also stops the kernel from
+    /// growing it), so a client that does not read soon pushes back on the
+    /// server: the way to play a slow consumer whatever the host's TCP tuning.
+    pub fn set_receive_buffer(&self, bytes: usize) -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes)?;
+        // SAFETY: a valid socket descriptor and a c_int option of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            bail!("setsockopt(SO_RCVBUF): {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// How long any one read may wait (default [`READ_TIMEOUT`]).
     pub fn set_read_timeout(&self, limit: Duration) -> anyhow::Result<()> {
         self.stream.set_read_timeout(Some(limit))?;

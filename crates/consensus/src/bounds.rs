@@ -35,8 +35,11 @@ const RECORD_HEADER_BYTES: usize = 4 << 10;
 /// The rest of an AppendEntries (vote, previous log id, commit) and of the
 /// other peer messages, with room to spare.
 const PEER_ENVELOPE_BYTES: usize = 64 << 10;
-/// Enough recent entries to apply and replicate from memory in steady state.
-const LOG_CACHE_BYTES_MIN: usize = 64 << 20;
+/// Enough recent entries to apply and replicate from memory in steady state
+/// (a few batches are in flight at any time); older ones come from the WAL.
+const LOG_CACHE_BYTES_MIN: usize = 32 << 20;
+/// Full batches the cache holds at least.
+const LOG_CACHE_BATCHES_MIN: usize = 8;
 
 /// The byte bounds of one replica's write path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +73,8 @@ impl Bounds {
             append_bytes_max,
             replication_bytes_max: record_bytes_max,
             peer_frame_bytes_max: record_bytes_max + PEER_ENVELOPE_BYTES,
-            log_cache_bytes_max: (2 * append_bytes_max).max(LOG_CACHE_BYTES_MIN),
+            log_cache_bytes_max: (LOG_CACHE_BATCHES_MIN * record_bytes_max)
+                .max(LOG_CACHE_BYTES_MIN),
         }
     }
 }
@@ -102,7 +106,7 @@ mod tests {
                 b.batch_bytes_max < b.peer_frame_bytes_max,
                 "forwarded batches fit"
             );
-            assert!(b.log_cache_bytes_max >= 2 * b.append_bytes_max);
+            assert!(b.log_cache_bytes_max >= LOG_CACHE_BATCHES_MIN * b.record_bytes_max);
             assert!(u32::try_from(b.record_bytes_max).is_ok());
         }
     }

@@ -86,7 +86,7 @@ impl Cached {
     fn bytes(&self) -> usize {
         match self {
             Cached::Decoded(entry) => match &entry.payload {
-                EntryPayload::Normal(batch) => batch.encoded().len() + SMALL_ENTRY_BYTES,
+                EntryPayload::Normal(batch) => batch.memory_bytes() + SMALL_ENTRY_BYTES,
                 _ => SMALL_ENTRY_BYTES,
             },
             Cached::Encoded(_, bytes) => bytes.len() + SMALL_ENTRY_BYTES,

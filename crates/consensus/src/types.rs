@@ -62,6 +62,15 @@ impl Batch {
         &self.encoded
     }
 
+    /// Memory the batch holds: its encoding, and its decoded entries, which
+    /// hold about twice as much again (the request's frame, which their data
+    /// slices keep alive, and their own copies of paths and ACLs), plus their
+    /// structs and allocator overhead (measured: within 20% on small writes).
+    pub fn memory_bytes(&self) -> usize {
+        const ENTRY_OVERHEAD_BYTES: usize = 256;
+        3 * self.encoded.len() + self.entries.len() * ENTRY_OVERHEAD_BYTES
+    }
+
     pub fn decode(bytes: Bytes) -> Result<Batch, roost_proto::DecodeError> {
         let mut r = Reader::new(bytes.clone());
         let count = r.read_count(4)?.unwrap_or(0);

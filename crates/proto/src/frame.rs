@@ -23,22 +23,32 @@ pub enum FrameError {
     BadLength { len: i64, max: usize },
 }
 
-/// Splits one complete frame payload off the front of `buf`, if a whole one is there.
-pub fn split_frame(
-    buf: &mut BytesMut,
-    max_frame_bytes: usize,
-) -> Result<Option<Bytes>, FrameError> {
-    if buf.len() < 4 {
+/// The payload length announced at the front of `buf`, checked against
+/// `max_frame_bytes`; `None` until its 4 bytes are there.
+pub fn frame_len(buf: &[u8], max_frame_bytes: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.get(..4) else {
         return Ok(None);
-    }
-    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    };
+    let len = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
     if len < 0 || len as usize > max_frame_bytes {
         return Err(FrameError::BadLength {
             len: len.into(),
             max: max_frame_bytes,
         });
     }
-    let len = len as usize;
+    Ok(Some(len as usize))
+}
+
+/// Splits one complete frame payload off the front of `buf`, if a whole one
+/// is there; otherwise reserves room for the rest of it (callers that must
+/// not trust a length before its bytes arrive check [`frame_len`] first).
+pub fn split_frame(
+    buf: &mut BytesMut,
+    max_frame_bytes: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let Some(len) = frame_len(buf, max_frame_bytes)? else {
+        return Ok(None);
+    };
     if buf.len() < 4 + len {
         // Reserve once for the rest of the frame rather than growing piecemeal.
         buf.reserve(4 + len - buf.len());

@@ -65,6 +65,20 @@ impl MultiResult {
         }
     }
 
+    /// Bytes `encode` writes.
+    fn encoded_len(&self) -> usize {
+        MULTI_HEADER_BYTES
+            + match self {
+                MultiResult::Create(path) => str_len(path),
+                MultiResult::Create2(path, _) => str_len(path) + STAT_BYTES,
+                MultiResult::SetData(_) => STAT_BYTES,
+                MultiResult::Delete | MultiResult::Check => 0,
+                MultiResult::GetData(data, _) => buffer_len(data) + STAT_BYTES,
+                MultiResult::GetChildren(children) => strings_len(children),
+                MultiResult::Error(_) => 4,
+            }
+    }
+
     fn decode(header: &MultiHeader, r: &mut Reader) -> Result<Self, DecodeError> {
         let op = OpCode::from_code(header.opcode).ok_or(DecodeError::InvalidValue {
             field: "MultiHeader.type",
@@ -125,7 +139,56 @@ pub enum Response {
     Sasl(Option<Bytes>),
 }
 
+/// A Stat on the wire: six longs and five ints.
+const STAT_BYTES: usize = 68;
+/// A MultiHeader: type, done, err.
+const MULTI_HEADER_BYTES: usize = 9;
+
+fn str_len(s: &str) -> usize {
+    4 + s.len()
+}
+
+fn buffer_len(data: &Option<Bytes>) -> usize {
+    4 + data.as_ref().map_or(0, |d| d.len())
+}
+
+fn strings_len(items: &[String]) -> usize {
+    4 + items.iter().map(|s| str_len(s)).sum::<usize>()
+}
+
 impl Response {
+    /// Bytes `encode` writes, computed without encoding (so a reply too large
+    /// to send can be refused before it is built).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Response::Empty => 0,
+            Response::Create(path) | Response::Sync(path) => str_len(path),
+            Response::Create2(path, _) => str_len(path) + STAT_BYTES,
+            Response::Stat(_) => STAT_BYTES,
+            Response::GetData(data, _) => buffer_len(data) + STAT_BYTES,
+            Response::Children(items) | Response::Ephemerals(items) => strings_len(items),
+            Response::Children2(children, _) => strings_len(children) + STAT_BYTES,
+            Response::GetAcl(acl, _) => {
+                4 + acl
+                    .iter()
+                    .map(|a| 4 + str_len(&a.id.scheme) + str_len(&a.id.id))
+                    .sum::<usize>()
+                    + STAT_BYTES
+            }
+            Response::Multi(results) => {
+                results.iter().map(MultiResult::encoded_len).sum::<usize>() + MULTI_HEADER_BYTES
+            }
+            Response::AddWatch | Response::AllChildrenNumber(_) => 4,
+            Response::WhoAmI(infos) => {
+                4 + infos
+                    .iter()
+                    .map(|i| str_len(&i.auth_scheme) + str_len(&i.user))
+                    .sum::<usize>()
+            }
+            Response::Sasl(token) => buffer_len(token),
+        }
+    }
+
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             Response::Empty => {}

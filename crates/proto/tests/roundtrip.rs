@@ -107,7 +107,7 @@ proptest! {
     }
 
     #[test]
-    fn responses_round_trip(s in stat(), p in path(), data in any::<Vec<u8>>()) {
+    fn responses_round_trip_and_know_their_length(s in stat(), p in path(), data in any::<Vec<u8>>()) {
         let cases = [
             (OpCode::Create2, Response::Create2(p.clone(), s.clone())),
             (OpCode::GetData, Response::GetData(Some(Bytes::from(data)), s.clone())),
@@ -117,11 +117,22 @@ proptest! {
                 MultiResult::SetData(s.clone()),
                 MultiResult::Error(ErrorCode::BadVersion),
             ])),
-            (OpCode::GetChildren2, Response::Children2(vec![p.clone()], s)),
+            (OpCode::GetChildren2, Response::Children2(vec![p.clone()], s.clone())),
+            (OpCode::MultiRead, Response::Multi(vec![
+                MultiResult::GetData(None, s.clone()),
+                MultiResult::GetChildren(vec![p.clone(), "x".into()]),
+                MultiResult::Create2(p.clone(), s.clone()),
+                MultiResult::Delete,
+            ])),
+            (OpCode::GetAcl, Response::GetAcl(vec![Acl::new(31, "digest", p.clone())], s)),
+            (OpCode::Sync, Response::Sync(p.clone())),
+            (OpCode::WhoAmI, Response::WhoAmI(vec![ClientInfo { auth_scheme: "ip".into(), user: p.clone() }])),
+            (OpCode::AddWatch, Response::AddWatch),
         ];
         for (op, resp) in cases {
             let mut out = BytesMut::new();
             resp.encode(&mut out);
+            prop_assert_eq!(resp.encoded_len(), out.len(), "encoded_len of {:?}", op);
             prop_assert_eq!(Response::decode(op, out.freeze()).unwrap(), resp);
         }
     }

@@ -1,10 +1,14 @@
 //! Server configuration in ZooKeeper's `zoo.cfg` format.
 //!
-//! `key=value` lines, `#` comments. Every key ZooKeeper documents is accepted;
-//! the ones Roost acts on are parsed and checked, an invalid value is an error
-//! naming its key, and an unknown key is a warning (as ZooKeeper turns it into
-//! an ignored system property). ZooKeeper system properties may be written as
-//! keys, with or without their `zookeeper.` prefix
+//! `key=value` lines, `#` comments. The keys Roost acts on are parsed and
+//! checked, and an invalid value is an error naming its key. Honesty about
+//! the rest: a key ZooKeeper knows that Roost does not act on is named in one
+//! warning at start ([`NOT_ACTED_ON`]); a key that asks for protection Roost
+//! does not have yet (TLS, SASL, enforced authentication, audit logs) stops
+//! the server with an error naming it, rather than leave a user less safe
+//! than they asked; an unknown key is a warning (as ZooKeeper turns it into
+//! an ignored system property). ZooKeeper system properties may be written
+//! as keys, with or without their `zookeeper.` prefix
 //! (`zookeeper.extendedTypesEnabled=true`, `DigestAuthenticationProvider.superDigest=...`).
 
 use std::collections::BTreeMap;
@@ -30,6 +34,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{key} is set but {feature} is not supported yet; remove it to run without")]
+    Unsupported { key: String, feature: &'static str },
 }
 
 /// One `server.N=host:peerPort:electionPort[:observer|:participant][;clientPort]` line.
@@ -69,6 +75,13 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Requests a connection may have in flight before we stop reading it.
     pub max_outstanding_per_connection: usize,
+    /// Requests in flight server-wide before connections with requests in
+    /// flight stop reading (`globalOutstandingLimit`, scaled as ZooKeeper
+    /// does: see [`Config::global_outstanding_limit`]).
+    pub global_outstanding_limit: usize,
+    /// Bytes of replies and events one connection may leave unread before it
+    /// is closed (Roost's bound; ZooKeeper has none).
+    pub max_pending_bytes_per_connection: usize,
     /// Watches one connection may hold (Roost's bound; ZooKeeper has none).
     pub max_watches_per_connection: usize,
     pub snap_count: u64,
@@ -77,15 +90,9 @@ pub struct Config {
     pub snap_retain_count: usize,
     /// Size of each preallocated log segment (`preAllocSize`, given in KiB).
     pub prealloc_bytes: u64,
-    pub purge_interval_hours: u64,
     pub force_sync: bool,
-    pub init_limit: u64,
     pub sync_limit: u64,
     pub servers: Vec<PeerSpec>,
-    pub admin_enable_server: bool,
-    pub admin_server_address: IpAddr,
-    pub admin_server_port: u16,
-    pub metrics_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -108,28 +115,24 @@ impl Default for Config {
             container_max_per_minute: 10_000,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_outstanding_per_connection: 1000,
+            global_outstanding_limit: 1000,
+            max_pending_bytes_per_connection: 16 << 20,
             max_watches_per_connection: 1_000_000,
             snap_count: 100_000,
             snap_size_limit_bytes: 4 << 30,
             snap_retain_count: 3,
             prealloc_bytes: 64 << 20,
-            purge_interval_hours: 0,
             force_sync: true,
-            init_limit: 10,
             sync_limit: 5,
             servers: Vec::new(),
-            admin_enable_server: true,
-            admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            admin_server_port: 8080,
-            metrics_port: None,
         }
     }
 }
 
-/// Keys ZooKeeper knows that Roost accepts without acting on them.
-const ACCEPTED_KEYS: &[&str] = &[
-    "secureClientPort",
-    "secureClientPortAddress",
+/// Keys ZooKeeper knows that Roost reads without acting on them (named in a
+/// warning at start). Their absence of effect is harmless: a tuning knob, a
+/// feature Roost does differently, or one not built yet that protects nothing.
+pub const NOT_ACTED_ON: &[&str] = &[
     "clientPortListenBacklog",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
@@ -141,18 +144,19 @@ const ACCEPTED_KEYS: &[&str] = &[
     "syncEnabled",
     "dynamicConfigFile",
     "standaloneEnabled",
-    "sslQuorum",
-    "portUnification",
     "sslQuorumReloadCertFiles",
     "quorum.cnxn.threads.size",
     "metricsProvider.className",
     "metricsProvider.exportJvmInfo",
     "metricsProvider.httpHost",
+    "metricsProvider.httpPort",
     "multiAddress.enabled",
     "multiAddress.reachabilityCheckTimeoutMs",
     "multiAddress.reachabilityCheckEnabled",
     "oraclePath",
-    "globalOutstandingLimit",
+    "admin.enableServer",
+    "admin.serverAddress",
+    "admin.serverPort",
     "admin.idleTimeout",
     "admin.commandURL",
     "serverCnxnFactory",
@@ -161,18 +165,37 @@ const ACCEPTED_KEYS: &[&str] = &[
     "commitLogCount",
     "txnLogSizeLimitInKb",
     "digest.enabled",
-    "audit.enable",
     "skipACL",
-    "authProvider.1",
-    "sessionRequireClientSASLAuth",
-    "enforce.auth.enabled",
     "enforce.auth.schemes",
+    "DigestAuthenticationProvider.digestAlg",
     "leaderServes",
     "cnxTimeout",
     "fsync.warningthresholdms",
     "znode.container.maxNeverUsedIntervalMs",
+    "autopurge.purgeInterval",
+    "initLimit",
     "version",
 ];
+
+/// The feature a key asks for that Roost does not have yet, if setting it
+/// to `value` would leave the user less safe than they asked.
+fn asks_for_unbuilt_protection(key: &str, value: &str) -> Option<&'static str> {
+    let enabled = matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "yes");
+    match key {
+        "secureClientPort" | "secureClientPortAddress" => Some("TLS"),
+        k if k.starts_with("ssl.") => Some("TLS"),
+        "sslQuorum" | "portUnification" | "client.portUnification" if enabled => Some("TLS"),
+        k if k.starts_with("quorum.auth.") && enabled => Some("quorum SASL authentication"),
+        k if k.starts_with("authProvider.") && !value.contains("DigestAuthenticationProvider") => {
+            Some("that authentication provider")
+        }
+        "enforce.auth.enabled" if enabled => Some("enforced authentication"),
+        "sessionRequireClientSASLAuth" if enabled => Some("SASL"),
+        "requireClientAuthScheme" => Some("SASL"),
+        "audit.enable" if enabled => Some("audit logging"),
+        _ => None,
+    }
+}
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -300,6 +323,7 @@ impl Config {
         }
         let mut config = Config::default();
         let mut warnings = Vec::new();
+        let mut not_acted_on: Vec<String> = Vec::new();
         for (key, value) in &entries {
             let bare = key.strip_prefix("zookeeper.").unwrap_or(key);
             match bare {
@@ -347,6 +371,21 @@ impl Config {
                 "maxOutstandingPerConnection" => {
                     config.max_outstanding_per_connection = parse_num(key, value)?
                 }
+                "globalOutstandingLimit" => {
+                    let limit: i64 = parse_num(key, value)?;
+                    // ZooKeeper treats a limit below 1 as no throttling at all.
+                    config.global_outstanding_limit = usize::try_from(limit)
+                        .ok()
+                        .filter(|l| *l > 0)
+                        .unwrap_or(usize::MAX)
+                }
+                "maxPendingBytesPerConnection" => {
+                    let bytes: usize = parse_num(key, value)?;
+                    if bytes < 64 << 10 {
+                        return Err(invalid(key, value, "must be at least 65536"));
+                    }
+                    config.max_pending_bytes_per_connection = bytes
+                }
                 "maxWatchesPerConnection" => {
                     config.max_watches_per_connection = parse_num(key, value)?
                 }
@@ -366,27 +405,43 @@ impl Config {
                 "autopurge.snapRetainCount" => {
                     config.snap_retain_count = parse_num::<usize>(key, value)?.max(3)
                 }
-                "autopurge.purgeInterval" => config.purge_interval_hours = parse_num(key, value)?,
                 "forceSync" => config.force_sync = parse_bool(key, value)?,
-                "initLimit" => config.init_limit = parse_num(key, value)?,
                 "syncLimit" => config.sync_limit = parse_num(key, value)?,
-                "admin.enableServer" => config.admin_enable_server = parse_bool(key, value)?,
-                "admin.serverAddress" => {
-                    config.admin_server_address = value
-                        .parse()
-                        .map_err(|_| invalid(key, value, "not an IP address"))?
-                }
-                "admin.serverPort" => config.admin_server_port = parse_num(key, value)?,
-                "metricsProvider.httpPort" => config.metrics_port = Some(parse_num(key, value)?),
                 k if k.starts_with("server.") => config.servers.push(parse_peer(key, value)?),
                 k if k.starts_with("group.") || k.starts_with("weight.") => warnings.push(format!(
                     "{key}: hierarchical quorums are not supported; ignored"
                 )),
-                k if ACCEPTED_KEYS.contains(&k) => {}
+                k if asks_for_unbuilt_protection(k, value).is_some() => {
+                    return Err(ConfigError::Unsupported {
+                        key: key.clone(),
+                        feature: asks_for_unbuilt_protection(k, value).unwrap_or("it"),
+                    })
+                }
+                k if NOT_ACTED_ON.contains(&k)
+                    || k.starts_with("quorum.auth.")
+                    || k.starts_with("authProvider.")
+                    || matches!(
+                        k,
+                        "sslQuorum"
+                            | "portUnification"
+                            | "client.portUnification"
+                            | "enforce.auth.enabled"
+                            | "sessionRequireClientSASLAuth"
+                            | "audit.enable"
+                    ) =>
+                {
+                    not_acted_on.push(key.clone())
+                }
                 _ => warnings.push(format!("unknown config key {key}={value}; ignored")),
             }
         }
         config.validate()?;
+        if !not_acted_on.is_empty() {
+            warnings.push(format!(
+                "keys ZooKeeper knows that Roost reads but does not act on (ignored): {}",
+                not_acted_on.join(", ")
+            ));
+        }
         Ok((config, warnings))
     }
 
@@ -403,6 +458,25 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The server-wide request budget, scaled as ZooKeeper scales it: a
+    /// voting member of an ensemble of more than two voters takes
+    /// `globalOutstandingLimit / (voters - 1)`; observers and standalone
+    /// servers take it whole.
+    pub fn global_outstanding_limit(&self) -> usize {
+        let voters = self.servers.iter().filter(|s| !s.observer).count();
+        let observer = self
+            .my_id()
+            .ok()
+            .flatten()
+            .and_then(|id| self.servers.iter().find(|s| s.id == id))
+            .is_some_and(|me| me.observer);
+        if voters > 2 && !observer {
+            self.global_outstanding_limit / (voters - 1)
+        } else {
+            self.global_outstanding_limit
+        }
     }
 
     /// minSessionTimeout and maxSessionTimeout, defaulting to 2 and 20 ticks.
@@ -540,6 +614,82 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("minSessionTimeout"), "{err}");
+    }
+
+    #[test]
+    fn keys_asking_for_protection_roost_lacks_stop_the_server() {
+        for (line, feature) in [
+            ("secureClientPort=2281", "TLS"),
+            ("ssl.keyStore.location=/etc/zk/keystore.jks", "TLS"),
+            ("zookeeper.ssl.quorum.trustStore.location=/x", "TLS"),
+            ("sslQuorum=true", "TLS"),
+            ("quorum.auth.enableSasl=true", "quorum SASL authentication"),
+            (
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "that authentication provider",
+            ),
+            ("enforce.auth.enabled=true", "enforced authentication"),
+            ("sessionRequireClientSASLAuth=true", "SASL"),
+            ("audit.enable=true", "audit logging"),
+        ] {
+            let err = Config::parse(line).unwrap_err();
+            let key = line.split('=').next().unwrap();
+            assert!(
+                matches!(&err, ConfigError::Unsupported { key: k, feature: f } if k == key && *f == feature),
+                "{line}: {err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(key) && message.contains("not supported yet"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_roost_does_not_act_on_are_named_in_one_warning() {
+        let (_, warnings) = Config::parse(
+            "sslQuorum=false\naudit.enable=false\nadmin.serverPort=8081\n\
+             authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider\n\
+             localSessionsEnabled=true\nsnapSizeLimitInKb=1024\nglobalOutstandingLimit=10\n",
+        )
+        .unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for key in [
+            "sslQuorum",
+            "audit.enable",
+            "admin.serverPort",
+            "authProvider.1",
+            "localSessionsEnabled",
+        ] {
+            assert!(warnings[0].contains(key), "{key} missing: {}", warnings[0]);
+        }
+        // Keys Roost acts on are not in it.
+        assert!(!warnings[0].contains("snapSizeLimitInKb"));
+        assert!(!warnings[0].contains("globalOutstandingLimit"));
+    }
+
+    #[test]
+    fn the_global_request_budget_is_scaled_like_zookeepers() {
+        let (standalone, _) = Config::parse("globalOutstandingLimit=1200\n").unwrap();
+        assert_eq!(standalone.global_outstanding_limit(), 1200);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "1\n").unwrap();
+        let ensemble = |servers: &str| {
+            let text = format!("dataDir={}\n{servers}", dir.path().display());
+            Config::parse(&text).unwrap().0.global_outstanding_limit()
+        };
+        let three = "server.1=h:1:2\nserver.2=h:3:4\nserver.3=h:5:6\n";
+        assert_eq!(ensemble(three), 500);
+        let five = format!("{three}server.4=h:7:8\nserver.5=h:9:10\n");
+        assert_eq!(ensemble(&five), 250);
+        // Observers do not count, and an observer takes the whole budget.
+        let with_observer = format!("{three}server.4=h:7:8:observer\n");
+        assert_eq!(ensemble(&with_observer), 500);
+        let observer = "server.1=h:1:2:observer\nserver.2=h:3:4\nserver.3=h:5:6\nserver.4=h:7:8\n";
+        assert_eq!(ensemble(observer), 1000);
+        let (unlimited, _) = Config::parse("globalOutstandingLimit=0\n").unwrap();
+        assert_eq!(unlimited.global_outstanding_limit(), usize::MAX);
     }
 
     #[test]

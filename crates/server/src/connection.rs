@@ -1,44 +1,52 @@
-//! One client connection: handshake, then requests in, replies and watch
-//! events out.
+//! One client connection (mini-redis's `Handler`): the handshake, then
+//! requests in, replies and watch events out.
 //!
-//! Ordering (ZooKeeper's guarantees, kept here):
-//! - replies leave in the order requests arrived (FIFO per session);
-//! - writes are proposed as soon as they arrive (pipelined); a read waits
-//!   until every earlier write of this connection has been applied, so a
-//!   client always reads its own writes;
-//! - a read runs under the state read lock after draining this connection's
-//!   inbox, so a watch event is always written before the reply to any read
-//!   that can see the change that fired it.
+//! This module ties a connection to the server: it creates or re-attaches
+//! the session, proposes writes, runs reads against the state, authenticates
+//! and counts. The order requests run and answers go out in, and the
+//! per-connection bounds, are the [`Scheduler`]'s; frames come off the wire
+//! through [`FrameReader`].
 //!
-//! Bounds: frame size (`jute.maxbuffer`), requests in flight
-//! (`maxOutstandingPerConnection`), bytes waiting to be written, watches held,
-//! handshake time. A malformed frame closes this connection and nothing else.
+//! The one ordering rule that needs the shared state: a read runs under the
+//! state read lock after this connection's inbox has been drained, so a watch
+//! event is always written before the reply to any read that can see the
+//! change that fired it.
+//!
+//! Bounds besides the scheduler's: the handshake frame and its time, watches
+//! held (`maxWatchesPerConnection`, setWatches included), identities (see
+//! `roost_core::IDENTITIES_MAX`), the inbox's bytes, and the server-wide
+//! request budget. A malformed frame closes this connection and nothing else.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use roost_core::{acl, Caller, Entry, Txn};
-use roost_proto::frame::{four_letter_word, split_frame, FrameError};
 use roost_proto::{
-    encode_notification, encode_reply, AuthPacket, ClientInfo, ConnectRequest, ConnectResponse,
-    Decode, DecodeError, Encode, ErrorCode, EventType, Id, KeeperState, OpCode, Reader,
-    ReplyHeader, Request, RequestDecodeError, RequestHeader, Response, SetWatches2, WatcherEvent,
+    AuthPacket, ConnectRequest, ConnectResponse, Decode, DecodeError, Encode, ErrorCode, Id,
+    OpCode, Reader, Request, RequestDecodeError, RequestHeader, Response, SetWatches2,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::framing::{First, FrameReader, ReadError};
+use crate::scheduler::{Incoming, Job, Limits, Scheduler, Ticket};
 use crate::shared::{wall_clock_ms, ConnEntry, ConnId, ConnMsg, Mailbox, Shared};
-use crate::stats::ConnStats;
+use crate::stats::{last_op_name, ConnStats};
 
 /// Stop reading requests while this many reply bytes wait to be written.
-const OUT_BYTES_HIGH_WATER: usize = 4 << 20;
+const OUT_PAUSE_BYTES: usize = 4 << 20;
+/// Bytes of requests one connection may have in flight: several 1 MB writes.
+const REQUEST_BYTES_IN_FLIGHT_MAX: usize = 8 << 20;
+/// The largest reply sent (a multiRead of many large nodes could ask for more).
+const REPLY_BYTES_MAX: usize = 64 << 20;
+/// A ConnectRequest is some 50 bytes; this leaves room for any client's.
+const HANDSHAKE_BYTES_MAX: usize = 64 << 10;
 /// How long a closing connection may take to flush its last replies.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -47,8 +55,8 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum ConnError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bad frame: {0}")]
-    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("malformed request: {0}")]
     Malformed(String),
     #[error("no handshake within {0:?}")]
@@ -65,54 +73,38 @@ impl From<DecodeError> for ConnError {
     }
 }
 
-/// A request received and not yet started.
-struct Queued {
-    xid: i32,
-    incoming: Incoming,
-    received: Instant,
-}
-
-enum Incoming {
-    Request(Request),
-    /// An unknown opcode or a lone `check`: ZooKeeper 3.9 answers
-    /// Unimplemented and closes the connection.
-    Unimplemented,
-}
-
-/// How a request is scheduled on its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Write,
-    Read,
-    Sync,
-}
-
-/// A write proposed and not yet applied (or a sync waiting for its barrier).
-struct Pending {
-    xid: i32,
-    opcode: OpCode,
-    received: Instant,
-}
-
 /// Serves one accepted TCP connection until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (mailbox, inbox) = Mailbox::new();
-    let mut conn = Connection::new(shared, peer, mailbox, inbox);
-    let (mut rd, mut wr) = stream.into_split();
-    match conn.run(&mut rd, &mut wr).await {
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FrameReader::new(rd, shared.config.max_frame_bytes);
+    let mut conn = Handler::new(shared, peer);
+    match conn.run(&mut reader, &mut wr).await {
         Ok(()) => debug!(conn = conn.id, %peer, "connection closed"),
         Err(ConnError::Io(e)) => debug!(conn = conn.id, %peer, "connection ended: {e}"),
+        Err(ConnError::Read(ReadError::Io(e))) => {
+            debug!(conn = conn.id, %peer, "connection ended: {e}")
+        }
         Err(e) => info!(
             "closing connection from {peer} (session 0x{:x}): {e}",
             conn.session_id
         ),
     }
+    match conn.scheduler.closing() {
+        Some(reason @ "session closed by the client") | Some(reason @ "unimplemented request") => {
+            debug!(conn = conn.id, %peer, "closed: {reason}")
+        }
+        Some(reason) => info!(
+            "closed the connection from {peer} (session 0x{:x}): {reason}",
+            conn.session_id
+        ),
+        None => {}
+    }
     let _ = wr.shutdown().await;
     conn.unregister();
 }
 
-struct Connection {
+struct Handler {
     shared: Arc<Shared>,
     id: ConnId,
     peer: SocketAddr,
@@ -122,22 +114,20 @@ struct Connection {
     inbox: mpsc::UnboundedReceiver<ConnMsg>,
     mailbox: Mailbox,
     stats: Arc<ConnStats>,
-    inbuf: BytesMut,
-    out: BytesMut,
-    queue: VecDeque<Queued>,
-    pending: VecDeque<Pending>,
-    /// A `sync` is waiting for its read barrier: nothing after it starts.
-    sync_pending: bool,
-    closing: Option<&'static str>,
+    scheduler: Scheduler,
 }
 
-impl Connection {
-    fn new(
-        shared: Arc<Shared>,
-        peer: SocketAddr,
-        mailbox: Mailbox,
-        inbox: mpsc::UnboundedReceiver<ConnMsg>,
-    ) -> Self {
+impl Handler {
+    fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+        let config = &shared.config;
+        let limits = Limits {
+            requests_max: config.max_outstanding_per_connection,
+            request_bytes_max: REQUEST_BYTES_IN_FLIGHT_MAX.max(config.max_frame_bytes),
+            out_pause_bytes: OUT_PAUSE_BYTES,
+            out_bytes_max: config.max_pending_bytes_per_connection,
+            reply_bytes_max: REPLY_BYTES_MAX,
+        };
+        let (mailbox, inbox) = Mailbox::new(config.max_pending_bytes_per_connection);
         let id = shared.next_conn_id();
         let identities: Arc<[Id]> =
             vec![Id::new("ip", peer.ip().to_canonical().to_string())].into();
@@ -152,7 +142,7 @@ impl Connection {
                 stats: stats.clone(),
             },
         );
-        Connection {
+        Handler {
             shared,
             id,
             peer,
@@ -161,12 +151,7 @@ impl Connection {
             inbox,
             mailbox,
             stats,
-            inbuf: BytesMut::with_capacity(8 * 1024),
-            out: BytesMut::with_capacity(8 * 1024),
-            queue: VecDeque::new(),
-            pending: VecDeque::new(),
-            sync_pending: false,
-            closing: None,
+            scheduler: Scheduler::new(limits),
         }
     }
 
@@ -179,60 +164,37 @@ impl Connection {
         }
         drop(registry);
         self.shared
-            .stats
-            .outstanding
-            .fetch_sub(self.pending.len() as i64, Ordering::Relaxed);
+            .budget
+            .give_back(self.scheduler.in_flight(), self.scheduler.request_bytes());
     }
 
     async fn run(
         &mut self,
-        rd: &mut OwnedReadHalf,
+        reader: &mut FrameReader,
         wr: &mut OwnedWriteHalf,
     ) -> Result<(), ConnError> {
         let (_, max_timeout_ms) = self.shared.config.session_timeout_bounds_ms();
         let handshake_limit = Duration::from_millis(max_timeout_ms.max(1000));
-        let first = tokio::time::timeout(handshake_limit, self.read_first_frame(rd))
+        let first = tokio::time::timeout(handshake_limit, reader.first(HANDSHAKE_BYTES_MAX))
             .await
             .map_err(|_| ConnError::HandshakeTimeout(handshake_limit))??;
-        let Some(first) = first else {
-            // A four-letter word: answer with plain text and close.
-            wr.write_all(&self.out).await?;
-            return Ok(());
+        let request = match first {
+            First::FourLetterWord(word) => {
+                let text = crate::fourlw::respond(word, &self.shared);
+                wr.write_all(text.as_bytes()).await?;
+                return Ok(());
+            }
+            First::Frame(frame) => ConnectRequest::from_bytes(frame)?,
         };
-        let request = ConnectRequest::from_bytes(first)?;
         if !self.handshake(request).await? {
-            wr.write_all(&self.out).await?;
+            wr.write_all(self.scheduler.out()).await?;
             return Ok(());
         }
-        self.main_loop(rd, wr).await
-    }
-
-    /// Reads the first frame, or answers a four-letter word (then `None`).
-    async fn read_first_frame(
-        &mut self,
-        rd: &mut OwnedReadHalf,
-    ) -> Result<Option<Bytes>, ConnError> {
-        loop {
-            if self.inbuf.len() >= 4 {
-                if let Some(word) = four_letter_word(&self.inbuf[..4]) {
-                    let text = crate::fourlw::respond(word, &self.shared);
-                    self.out.extend_from_slice(text.as_bytes());
-                    return Ok(None);
-                }
-                if let Some(frame) =
-                    split_frame(&mut self.inbuf, self.shared.config.max_frame_bytes)?
-                {
-                    return Ok(Some(frame));
-                }
-            }
-            if rd.read_buf(&mut self.inbuf).await? == 0 {
-                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
+        self.main_loop(reader, wr).await
     }
 
     /// Creates or re-attaches the session. False when refused (the refusal, if
-    /// any, is in `out`).
+    /// any, is queued for the client).
     async fn handshake(&mut self, request: ConnectRequest) -> Result<bool, ConnError> {
         let legacy = request.read_only.is_none();
         if let Some(consensus) = self.shared.consensus.get() {
@@ -261,7 +223,7 @@ impl Connection {
             match self.reattach(&request, timeout_ms).await? {
                 Some(password) => (request.session_id, password),
                 None => {
-                    ConnectResponse::refused(legacy).encode_framed(&mut self.out);
+                    ConnectResponse::refused(legacy).encode_framed(self.scheduler.out());
                     return Ok(false);
                 }
             }
@@ -284,7 +246,7 @@ impl Connection {
             passwd: password,
             read_only: if legacy { None } else { Some(false) },
         }
-        .encode_framed(&mut self.out);
+        .encode_framed(self.scheduler.out());
         Ok(true)
     }
 
@@ -318,14 +280,14 @@ impl Connection {
         })
         .await?;
         loop {
-            let msg = self.inbox.recv().await;
-            if msg.is_some() {
-                self.mailbox.taken();
-            }
+            let Some(msg) = self.inbox.recv().await else {
+                return Err(ConnError::ShuttingDown);
+            };
+            self.mailbox.taken(&msg);
             match msg {
-                Some(ConnMsg::Completed { result, .. }) => return Ok(result.map(|_| ())),
-                Some(ConnMsg::Close(_)) | None => return Err(ConnError::ShuttingDown),
-                Some(ConnMsg::Notify { .. }) => {}
+                ConnMsg::Completed { result, .. } => return Ok(result.map(|_| ())),
+                ConnMsg::Close(_) => return Err(ConnError::ShuttingDown),
+                ConnMsg::Notify { .. } => {}
             }
         }
     }
@@ -386,45 +348,47 @@ impl Connection {
         Ok(Some(session.password))
     }
 
+    /// Past the server-wide request budget, a connection with requests in
+    /// flight stops reading until they are answered.
+    fn throttled(&self) -> bool {
+        self.scheduler.in_flight() > 0 && self.shared.budget.exhausted()
+    }
+
     async fn main_loop(
         &mut self,
-        rd: &mut OwnedReadHalf,
+        reader: &mut FrameReader,
         wr: &mut OwnedWriteHalf,
     ) -> Result<(), ConnError> {
-        let max_in_flight = self.shared.config.max_outstanding_per_connection.max(1);
-        let max_frame = self.shared.config.max_frame_bytes;
         let mut close_deadline: Option<tokio::time::Instant> = None;
         loop {
-            if self.closing.is_some() {
-                if self.out.is_empty() {
+            if self.scheduler.closing().is_some() {
+                if self.scheduler.out().is_empty() {
                     return Ok(());
                 }
                 close_deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
             }
-            let accepting = self.closing.is_none()
-                && self.queue.len() + self.pending.len() < max_in_flight
-                && self.out.len() < OUT_BYTES_HIGH_WATER;
+            let accepting = self.scheduler.accepting() && !self.throttled();
+            let writing = !self.scheduler.out().is_empty();
             tokio::select! {
                 msg = self.inbox.recv() => {
-                    match msg {
-                        Some(msg) => self.on_message(msg),
-                        None => return Err(ConnError::ShuttingDown),
-                    }
+                    let Some(msg) = msg else {
+                        return Err(ConnError::ShuttingDown);
+                    };
+                    self.on_message(msg);
                     // Take everything already queued so its replies go out in one write.
-                    while let Ok(msg) = self.inbox.try_recv() {
-                        self.on_message(msg);
-                    }
+                    self.drain_inbox();
                     self.pump().await?;
                 }
-                written = wr.write_buf(&mut self.out), if !self.out.is_empty() => {
+                written = wr.write_buf(self.scheduler.out()), if writing => {
                     written?;
+                    self.scheduler.release_written_buffer();
                 }
-                read = rd.read_buf(&mut self.inbuf), if accepting => {
+                read = reader.fill(), if accepting => {
                     if read? == 0 {
                         return Ok(());
                     }
-                    while let Some(frame) = split_frame(&mut self.inbuf, max_frame)? {
+                    while let Some(frame) = reader.next_frame()? {
                         self.on_frame(frame)?;
                     }
                     self.pump().await?;
@@ -437,9 +401,9 @@ impl Connection {
     }
 
     fn on_frame(&mut self, payload: Bytes) -> Result<(), ConnError> {
+        let bytes = 4 + payload.len();
         let mut r = Reader::new(payload);
         let header = RequestHeader::decode(&mut r)?;
-        let received = Instant::now();
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.shared
             .stats
@@ -457,54 +421,32 @@ impl Connection {
             Ok(request) => Incoming::Request(request),
             Err(e) => return Err(ConnError::Malformed(e.to_string())),
         };
-        self.queue.push_back(Queued {
-            xid: header.xid,
-            incoming,
-            received,
-        });
+        self.shared.budget.take(bytes);
+        self.scheduler
+            .receive(header.xid, incoming, bytes, Instant::now());
         Ok(())
     }
 
-    /// Starts queued requests in order: writes at once, reads only when no
-    /// earlier write is still pending, a `sync` alone.
+    /// Starts every request the scheduler lets start.
     async fn pump(&mut self) -> Result<(), ConnError> {
-        while self.closing.is_none() && !self.sync_pending {
-            let Some(front) = self.queue.front() else {
-                break;
-            };
-            let kind = match &front.incoming {
-                Incoming::Request(r) if r.is_write() => Kind::Write,
-                Incoming::Request(Request::Sync(_)) => Kind::Sync,
-                _ => Kind::Read,
-            };
-            if kind != Kind::Write && !self.pending.is_empty() {
-                break;
-            }
-            let Some(queued) = self.queue.pop_front() else {
-                break;
-            };
-            match (kind, queued.incoming) {
-                (Kind::Write, Incoming::Request(request)) => {
-                    self.submit(queued.xid, request, queued.received).await?
+        while let Some(job) = self.scheduler.next_job() {
+            match job {
+                Job::Write(ticket, request) => self.submit(ticket, request).await?,
+                Job::Sync(ticket, path) => self.start_sync(ticket, path),
+                Job::Read(ticket, request) => self.execute(ticket, request),
+                Job::Unimplemented(ticket) => {
+                    self.scheduler
+                        .answer(ticket, -1, Err(ErrorCode::Unimplemented))
                 }
-                (Kind::Sync, Incoming::Request(Request::Sync(r))) => {
-                    self.start_sync(queued.xid, r.path, queued.received)
-                }
-                (_, incoming) => self.execute(queued.xid, incoming, queued.received),
             }
         }
+        self.record_sent();
         Ok(())
     }
 
     /// `sync`: answered once this server has applied everything the leader
     /// had committed (a read barrier), after every earlier request.
-    fn start_sync(&mut self, xid: i32, path: String, received: Instant) {
-        self.pending.push_back(Pending {
-            xid,
-            opcode: OpCode::Sync,
-            received,
-        });
-        self.sync_pending = true;
+    fn start_sync(&mut self, ticket: Ticket, path: String) {
         let shared = self.shared.clone();
         let mailbox = self.mailbox.clone();
         tokio::spawn(async move {
@@ -514,26 +456,21 @@ impl Connection {
             };
             let zxid = shared.state().last_zxid();
             mailbox.send(ConnMsg::Completed {
-                cxid: xid,
+                cxid: ticket.xid,
                 zxid,
                 result: barrier.map(|()| Response::Sync(path)),
             });
         });
     }
 
-    async fn submit(
-        &mut self,
-        xid: i32,
-        request: Request,
-        received: Instant,
-    ) -> Result<(), ConnError> {
+    async fn submit(&mut self, ticket: Ticket, request: Request) -> Result<(), ConnError> {
         if self.shared.config.eager_acl_check {
             if let Err(code) = self.eager_acl_check(&request) {
-                self.reply(xid, 0, Err(code), received, OpCode::Error);
+                // Refused without a transaction (reply zxid 0), in turn.
+                self.scheduler.resolve(ticket, 0, Err(code));
                 return Ok(());
             }
         }
-        let opcode = request.opcode();
         let txn = match request {
             Request::CloseSession => Txn::CloseSession,
             Request::Multi(Err(e)) => {
@@ -542,20 +479,10 @@ impl Connection {
             }
             other => Txn::Request(other),
         };
-        self.pending.push_back(Pending {
-            xid,
-            opcode,
-            received,
-        });
-        self.shared
-            .stats
-            .outstanding
-            .fetch_add(1, Ordering::Relaxed);
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         self.propose(Entry {
             time_ms: 0,
             session_id: self.session_id,
-            cxid: xid,
+            cxid: ticket.xid,
             identities: self.identities.clone(),
             origin: self.id,
             txn,
@@ -572,7 +499,7 @@ impl Connection {
     }
 
     /// `zookeeper.enableEagerACLCheck`: refuse a write this server can already
-    /// see is not permitted, without a transaction (reply zxid 0).
+    /// see is not permitted, without a transaction.
     fn eager_acl_check(&self, request: &Request) -> Result<(), ErrorCode> {
         use roost_proto::perms;
         let (path, perm) = match request {
@@ -603,28 +530,13 @@ impl Connection {
 
     /// Answers a read or a session-level request. Runs with no write of this
     /// connection pending.
-    fn execute(&mut self, xid: i32, incoming: Incoming, received: Instant) {
-        let request = match incoming {
-            Incoming::Unimplemented => {
-                self.reply(
-                    xid,
-                    -1,
-                    Err(ErrorCode::Unimplemented),
-                    received,
-                    OpCode::Error,
-                );
-                self.closing = Some("unimplemented request");
-                return;
-            }
-            Incoming::Request(request) => request,
-        };
-        let opcode = request.opcode();
+    fn execute(&mut self, ticket: Ticket, request: Request) {
         match request {
-            Request::Auth(packet) => self.authenticate(xid, packet, received),
+            Request::Auth(packet) => self.authenticate(ticket, packet),
             // No SASL here: an empty challenge, as ZooKeeper without SASL answers.
-            Request::Sasl(_) => self.reply(xid, 0, Ok(Response::Sasl(None)), received, opcode),
+            Request::Sasl(_) => self.scheduler.answer(ticket, 0, Ok(Response::Sasl(None))),
             Request::SetWatches(w) => self.set_watches(
-                xid,
+                ticket,
                 SetWatches2 {
                     relative_zxid: w.relative_zxid,
                     data_watches: w.data_watches,
@@ -633,10 +545,8 @@ impl Connection {
                     persistent_watches: Vec::new(),
                     persistent_recursive_watches: Vec::new(),
                 },
-                received,
-                opcode,
             ),
-            Request::SetWatches2(w) => self.set_watches(xid, w, received, opcode),
+            Request::SetWatches2(w) => self.set_watches(ticket, w),
             request => {
                 let shared = self.shared.clone();
                 let state = shared.state();
@@ -644,17 +554,12 @@ impl Connection {
                 let zxid = state.last_zxid();
                 let result = match &request {
                     Request::Ping => Ok(Response::Empty),
-                    Request::WhoAmI => Ok(Response::WhoAmI(client_infos(&self.identities))),
+                    Request::WhoAmI => Ok(Response::WhoAmI(crate::whoami::client_infos(
+                        &self.identities,
+                    ))),
                     _ => {
                         let mut watches = shared.watches();
-                        if watches.count_for(self.id)
-                            >= self.shared.config.max_watches_per_connection
-                        {
-                            warn!(
-                                "session 0x{:x} holds too many watches; closing its connection",
-                                self.session_id
-                            );
-                            self.closing = Some("too many watches");
+                        if sets_watch(&request) && !self.may_add_watches(&watches, 1) {
                             return;
                         }
                         state.read(
@@ -669,26 +574,51 @@ impl Connection {
                     }
                 };
                 drop(state);
-                self.reply(xid, zxid, result, received, opcode);
+                self.scheduler.answer(ticket, zxid, result);
             }
         }
     }
 
-    fn set_watches(&mut self, xid: i32, request: SetWatches2, received: Instant, opcode: OpCode) {
+    /// Whether this connection may hold `more` watches beyond its current
+    /// ones; if not, it is closed (`maxWatchesPerConnection`).
+    fn may_add_watches(&mut self, watches: &roost_core::WatchTable, more: usize) -> bool {
+        let max = self.shared.config.max_watches_per_connection;
+        if watches.count_for(self.id).saturating_add(more) <= max {
+            return true;
+        }
+        warn!(
+            "session 0x{:x} would hold more than {max} watches (maxWatchesPerConnection); closing its connection",
+            self.session_id
+        );
+        self.scheduler.close("too many watches");
+        false
+    }
+
+    fn set_watches(&mut self, ticket: Ticket, request: SetWatches2) {
         let shared = self.shared.clone();
         let state = shared.state();
         self.drain_inbox();
-        let fired = state.set_watches(&request, self.id, &mut shared.watches());
+        let mut watches = shared.watches();
+        let requested = request.data_watches.len()
+            + request.exist_watches.len()
+            + request.child_watches.len()
+            + request.persistent_watches.len()
+            + request.persistent_recursive_watches.len();
+        if !self.may_add_watches(&watches, requested) {
+            return;
+        }
+        let fired = state.set_watches(&request, self.id, &mut watches);
+        drop(watches);
         let zxid = state.last_zxid();
         drop(state);
         for (event, path) in fired {
             // Catch-up events carry zxid -1, even in 3.9.
-            self.notify(-1, event, &path);
+            self.scheduler.notify(-1, event, &path);
         }
-        self.reply(xid, zxid, Ok(Response::Empty), received, opcode);
+        self.scheduler.answer(ticket, zxid, Ok(Response::Empty));
     }
 
-    fn authenticate(&mut self, xid: i32, packet: AuthPacket, received: Instant) {
+    fn authenticate(&mut self, ticket: Ticket, packet: AuthPacket) {
         if packet.scheme != "digest" {
             warn!(
                 "session 0x{:x}: no authentication provider for scheme {:?}",
@@ -698,8 +628,8 @@ impl Connection {
                 .stats
                 .auth_failed
                 .fetch_add(1, Ordering::Relaxed);
-            self.reply(xid, 0, Err(ErrorCode::AuthFailed), received, OpCode::Auth);
-            self.closing = Some("authentication failed");
+            self.scheduler.answer(ticket, 0, Err(ErrorCode::AuthFailed));
+            self.scheduler.close("authentication failed");
             return;
         }
         let super_digest = self.shared.config.super_digest.as_deref();
@@ -718,8 +648,8 @@ impl Connection {
                 roost_core::IDENTITIES_MAX,
                 roost_core::IDENTITY_BYTES_MAX
             );
-            self.reply(xid, 0, Err(ErrorCode::AuthFailed), received, OpCode::Auth);
-            self.closing = Some("too many identities");
+            self.scheduler.answer(ticket, 0, Err(ErrorCode::AuthFailed));
+            self.scheduler.close("too many identities");
             return;
         }
         self.identities = identities.into();
@@ -730,7 +660,7 @@ impl Connection {
             "session 0x{:x}: auth success for scheme digest and address {}",
             self.session_id, self.peer
         );
-        self.reply(xid, 0, Ok(Response::Empty), received, OpCode::Auth);
+        self.scheduler.answer(ticket, 0, Ok(Response::Empty));
     }
 
     /// Handles everything queued for this connection so far. Called with the
@@ -742,195 +672,68 @@ impl Connection {
     }
 
     fn on_message(&mut self, msg: ConnMsg) {
-        self.mailbox.taken();
+        self.mailbox.taken(&msg);
         match msg {
-            ConnMsg::Notify { zxid, event, path } => self.notify(zxid, event, &path),
+            ConnMsg::Notify { zxid, event, path } => self.scheduler.notify(zxid, event, &path),
             ConnMsg::Completed { cxid, zxid, result } => {
-                let Some(pending) = self.pending.pop_front() else {
+                self.scheduler.completed(cxid, zxid, result);
+                if let Some(reason @ "reply out of order") = self.scheduler.closing() {
                     warn!(
-                        "session 0x{:x}: reply for xid {cxid} with nothing pending",
+                        "session 0x{:x}: outcome for xid {cxid} out of order; closing ({reason})",
                         self.session_id
                     );
-                    self.closing = Some("reply out of order");
-                    return;
-                };
-                if pending.xid != cxid {
-                    // A broken ordering invariant: never send a client a reply
-                    // under the wrong xid.
-                    warn!(
-                        "session 0x{:x}: reply for xid {cxid} while xid {} was first; closing",
-                        self.session_id, pending.xid
-                    );
-                    self.closing = Some("reply out of order");
-                    return;
-                }
-                if pending.opcode == OpCode::Sync {
-                    self.sync_pending = false;
-                }
-                if matches!(result, Err(ErrorCode::SessionMoved)) {
-                    // As in ZooKeeper, a connection-level error: no reply, the
-                    // client finds its session where it moved to.
-                    self.closing = Some("session moved to another server");
-                    return;
-                }
-                self.shared
-                    .stats
-                    .outstanding
-                    .fetch_sub(1, Ordering::Relaxed);
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.reply(pending.xid, zxid, result, pending.received, pending.opcode);
-                if pending.opcode == OpCode::CloseSession {
-                    self.closing = Some("session closed by the client");
                 }
             }
-            ConnMsg::Close(reason) => {
-                if self.closing.is_none() {
-                    self.closing = Some(reason);
-                }
-            }
+            ConnMsg::Close(reason) => self.scheduler.close(reason),
         }
     }
 
-    fn notify(&mut self, zxid: i64, event: EventType, path: &str) {
-        encode_notification(
-            zxid,
-            &WatcherEvent {
-                event_type: event.code(),
-                state: KeeperState::SyncConnected.code(),
-                path: path.to_string(),
-            },
-            &mut self.out,
-        );
-        self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .stats
-            .packets_sent
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn reply(
-        &mut self,
-        xid: i32,
-        zxid: i64,
-        result: Result<Response, ErrorCode>,
-        received: Instant,
-        opcode: OpCode,
-    ) {
-        let (err, body) = match result {
-            Ok(body) => (0, body),
-            Err(code) => (code.code(), Response::Empty),
-        };
-        let before = self.out.len();
-        encode_reply(&ReplyHeader { xid, zxid, err }, &body, &mut self.out);
+    /// Counts what the scheduler finished and sent, and gives finished
+    /// requests back to the server's budget.
+    fn record_sent(&mut self) {
         let stats = &self.shared.stats;
-        stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-        stats.record_response_size(self.out.len() - before);
-        if opcode != OpCode::Ping && opcode != OpCode::Auth {
-            stats.latency.record(received);
+        for sent in self.scheduler.take_sent() {
+            if sent.request.is_some() {
+                self.shared.budget.give_back(1, sent.request_bytes);
+            }
+            if sent.bytes == 0 {
+                continue;
+            }
+            stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            let Some((opcode, received)) = sent.request else {
+                continue;
+            };
+            stats.record_response_size(sent.bytes);
+            if opcode != OpCode::Ping && opcode != OpCode::Auth {
+                stats.latency.record(received);
+            }
+            self.stats.latency.record(received);
+            self.stats
+                .last_cxid
+                .store(sent.xid.into(), Ordering::Relaxed);
+            self.stats.last_zxid.store(sent.zxid, Ordering::Relaxed);
+            self.stats
+                .last_response_ms
+                .store(wall_clock_ms(), Ordering::Relaxed);
+            if let Ok(mut op) = self.stats.last_op.lock() {
+                *op = last_op_name(opcode);
+            }
         }
-        self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        self.stats.latency.record(received);
-        self.stats.last_cxid.store(xid.into(), Ordering::Relaxed);
-        self.stats.last_zxid.store(zxid, Ordering::Relaxed);
         self.stats
-            .last_response_ms
-            .store(wall_clock_ms(), Ordering::Relaxed);
-        if let Ok(mut op) = self.stats.last_op.lock() {
-            *op = last_op_name(opcode);
-        }
+            .queued
+            .store(self.scheduler.pending() as i64, Ordering::Relaxed);
     }
 }
 
-/// The four-letter op names `cons` shows (ZooKeeper's `lop`).
-fn last_op_name(opcode: OpCode) -> &'static str {
-    match opcode {
-        OpCode::Ping => "PING",
-        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => "CREA",
-        OpCode::Delete => "DELE",
-        OpCode::Exists => "EXIS",
-        OpCode::GetData => "GETD",
-        OpCode::SetData => "SETD",
-        OpCode::GetAcl => "GETA",
-        OpCode::SetAcl => "SETA",
-        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
-        OpCode::Sync => "SYNC",
-        OpCode::Multi => "MULT",
-        OpCode::MultiRead => "MLTR",
-        OpCode::CloseSession => "CLOS",
-        OpCode::SetWatches => "SETW",
-        OpCode::SetWatches2 => "STW2",
-        OpCode::AddWatch => "ADDW",
-        OpCode::CheckWatches => "CHKW",
-        OpCode::RemoveWatches => "REMW",
-        OpCode::GetEphemerals => "GETE",
-        OpCode::GetAllChildrenNumber => "GETACN",
-        OpCode::WhoAmI => "HOMI",
-        OpCode::Reconfig => "RECO",
-        _ => "NA",
-    }
-}
-
-/// whoAmI's list, in the order ZooKeeper iterates its identity set (a Java
-/// `ConcurrentHashMap` of 16 bins keyed by `Id.hashCode`).
-fn client_infos(identities: &[Id]) -> Vec<ClientInfo> {
-    let mut ordered: Vec<(usize, usize, &Id)> = identities
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (java_set_bin(id), i, id))
-        .collect();
-    ordered.sort_by_key(|(bin, insertion, _)| (*bin, *insertion));
-    ordered
-        .into_iter()
-        .map(|(_, _, id)| ClientInfo {
-            auth_scheme: id.scheme.clone(),
-            user: acl::user_name(id),
-        })
-        .collect()
-}
-
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32))
-}
-
-fn java_set_bin(id: &Id) -> usize {
-    let hash = 37i32
-        .wrapping_mul(
-            37i32
-                .wrapping_mul(17)
-                .wrapping_add(java_string_hash(&id.scheme)),
-        )
-        .wrapping_add(java_string_hash(&id.id));
-    let spread = (hash ^ ((hash as u32) >> 16) as i32) & 0x7fff_ffff;
-    (spread & 15) as usize
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn whoami_order_matches_zookeeper() {
-        // From the wire corpus: digest before ip for bob:pw from 127.0.0.1.
-        let ids = vec![
-            Id::new("ip", "127.0.0.1"),
-            Id::new("digest", acl::digest_id(b"bob:pw")),
-        ];
-        let infos = client_infos(&ids);
-        assert_eq!(infos[0].auth_scheme, "digest");
-        assert_eq!(infos[0].user, "bob");
-        assert_eq!(infos[1].user, "127.0.0.1");
-        let ids = vec![
-            Id::new("ip", "127.0.0.1"),
-            Id::new("digest", acl::digest_id(b"no-colon-here")),
-        ];
-        assert_eq!(client_infos(&ids)[0].user, "no-colon-here");
-    }
-
-    #[test]
-    fn java_string_hash_matches_known_values() {
-        assert_eq!(java_string_hash(""), 0);
-        assert_eq!(java_string_hash("a"), 97);
-        assert_eq!(java_string_hash("hello"), 99_162_322);
+/// Whether a read registers a watch.
+fn sets_watch(request: &Request) -> bool {
+    match request {
+        Request::Exists(r)
+        | Request::GetData(r)
+        | Request::GetChildren(r)
+        | Request::GetChildren2(r) => r.watch,
+        Request::AddWatch(_) => true,
+        _ => false,
     }
 }

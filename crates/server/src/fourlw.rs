@@ -135,7 +135,7 @@ fn server_summary(shared: &Shared, with_clients: bool, out: &mut String) {
         stats.packets_received.load(Ordering::Relaxed),
         stats.packets_sent.load(Ordering::Relaxed),
         shared.registry().conns.len(),
-        stats.outstanding.load(Ordering::Relaxed).max(0),
+        shared.budget.requests(),
         zxid,
         server_state(shared),
         nodes,
@@ -216,7 +216,7 @@ fn monitor(shared: &Shared, out: &mut String) {
         ("zk_avg_latency", java_double(stats.latency.avg())),
         (
             "zk_outstanding_requests",
-            stats.outstanding.load(Ordering::Relaxed).max(0).to_string(),
+            shared.budget.requests().to_string(),
         ),
         ("zk_znode_count", nodes.to_string()),
         ("zk_peer_state", peer_state(shared)),

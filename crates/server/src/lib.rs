@@ -2,27 +2,33 @@
 //!
 //! [`Server::start`] recovers the replica (snapshot + log, through
 //! `roost-consensus`), then binds the client port and runs: the accept loop
-//! (with the per-IP connection limit), one task per connection
-//! ([`connection`]), the apply path that tells connections what changed
-//! ([`apply`]), session expiry and the container/TTL reaper
-//! ([`housekeeping`]). Configuration comes from `zoo.cfg` ([`config`]).
+//! ([`listener`], with the per-IP connection limit), one task per connection
+//! ([`connection`]: frames off the wire through [`framing`], requests
+//! ordered and bounded by a per-session [`scheduler`]), the apply path that
+//! tells connections what changed ([`apply`]), session expiry and the
+//! container/TTL reaper ([`housekeeping`]). Configuration comes from
+//! `zoo.cfg` ([`config`]).
+//!
+//! The public surface is [`Server`] and its [`Config`]; everything else is
+//! private to the crate.
 
-pub mod apply;
+mod apply;
 pub mod config;
-pub mod connection;
-pub mod fourlw;
-pub mod housekeeping;
-pub mod shared;
-pub mod stats;
-pub mod tracker;
-
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-
-use std::time::Duration;
+mod connection;
+mod fourlw;
+mod framing;
+mod housekeeping;
+mod listener;
+mod scheduler;
+mod shared;
+mod stats;
+mod tracker;
+mod whoami;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use roost_consensus::{Bounds, Consensus, ConsensusConfig, ConsensusError, Member};
 use roost_core::{State, StateConfig};
@@ -170,7 +176,7 @@ impl Server {
         tasks.spawn(housekeeping::report_sessions(shared.clone()));
         tasks.spawn(housekeeping::reap_containers(shared.clone()));
         tasks.spawn(watch_health(shared.clone()));
-        tasks.spawn(accept_loop(shared.clone(), listener));
+        tasks.spawn(listener::accept_loop(shared.clone(), listener));
         {
             let state = shared.state();
             info!(
@@ -213,25 +219,6 @@ impl Server {
     }
 }
 
-/// Counts connections per client IP and releases a slot when dropped.
-struct IpSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.counts.lock() {
-            if let Some(n) = counts.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
 /// Accepts connections on a port and closes them at once.
 async fn accept_and_drop(host: String, port: u16) {
     let listener = match TcpListener::bind((host.as_str(), port)).await {
@@ -260,53 +247,5 @@ async fn watch_health(shared: Arc<Shared>) {
             error!("storage failed: stopping the server");
             return;
         }
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let ip = peer.ip().to_canonical();
-        let limit = shared.config.max_client_cnxns;
-        let slot = {
-            let mut counts = per_ip.lock().expect("per-ip lock poisoned");
-            let count = counts.entry(ip).or_insert(0);
-            if limit > 0 && *count >= limit {
-                None
-            } else {
-                *count += 1;
-                Some(IpSlot {
-                    counts: per_ip.clone(),
-                    ip,
-                })
-            }
-        };
-        let Some(slot) = slot else {
-            warn!("too many connections from {ip} - max is {limit}; closing the new one");
-            shared
-                .stats
-                .connections_rejected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            drop(stream);
-            continue;
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            connection::serve(shared, stream, peer).await;
-            drop(slot);
-        });
     }
 }

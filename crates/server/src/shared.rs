@@ -47,32 +47,56 @@ pub enum ConnMsg {
     Close(&'static str),
 }
 
-/// The way into a connection's inbox, with the count that bounds it.
+impl ConnMsg {
+    /// Memory the message holds while queued (close enough to bound a backlog).
+    pub fn bytes(&self) -> usize {
+        const OVERHEAD_BYTES: usize = 64;
+        OVERHEAD_BYTES
+            + match self {
+                ConnMsg::Notify { path, .. } => path.len(),
+                ConnMsg::Completed { result, .. } => {
+                    result.as_ref().map_or(0, Response::encoded_len)
+                }
+                ConnMsg::Close(_) => 0,
+            }
+    }
+}
+
+/// The way into a connection's inbox, with the bytes that bound it.
 #[derive(Clone)]
 pub struct Mailbox {
     tx: mpsc::UnboundedSender<ConnMsg>,
-    /// Messages queued but not yet taken by the connection.
-    backlog: Arc<AtomicUsize>,
+    /// Bytes of messages queued but not yet taken by the connection.
+    backlog_bytes: Arc<AtomicUsize>,
+    backlog_bytes_max: usize,
 }
 
 impl Mailbox {
-    pub fn new() -> (Mailbox, mpsc::UnboundedReceiver<ConnMsg>) {
+    /// A mailbox that holds at most `backlog_bytes_max` of messages.
+    pub fn new(backlog_bytes_max: usize) -> (Mailbox, mpsc::UnboundedReceiver<ConnMsg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             Mailbox {
                 tx,
-                backlog: Arc::default(),
+                backlog_bytes: Arc::default(),
+                backlog_bytes_max,
             },
             rx,
         )
     }
 
-    /// Queues a message; a connection over its backlog bound is told to close
-    /// instead (a client that does not read its events cannot stall the server).
+    /// Queues a message; a connection whose backlog is over its bound is told
+    /// to close instead (a connection that falls behind cannot make the
+    /// server hold more).
     pub fn send(&self, msg: ConnMsg) {
-        let queued = self.backlog.fetch_add(1, Ordering::Relaxed);
-        let msg = if queued >= CONN_BACKLOG_MAX {
-            ConnMsg::Close("too many undelivered messages")
+        let bytes = msg.bytes();
+        let queued = self.backlog_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let msg = if queued + bytes > self.backlog_bytes_max {
+            self.backlog_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            let close = ConnMsg::Close("too many undelivered messages");
+            self.backlog_bytes
+                .fetch_add(close.bytes(), Ordering::Relaxed);
+            close
         } else {
             msg
         };
@@ -81,8 +105,54 @@ impl Mailbox {
     }
 
     /// Called by the connection for each message it takes.
-    pub fn taken(&self) {
-        self.backlog.fetch_sub(1, Ordering::Relaxed);
+    pub fn taken(&self, msg: &ConnMsg) {
+        self.backlog_bytes.fetch_sub(msg.bytes(), Ordering::Relaxed);
+    }
+}
+
+/// Requests received and not yet answered, server-wide, in count and bytes:
+/// ZooKeeper's `globalOutstandingLimit`, and its equivalent in bytes. Past
+/// either, connections that have requests in flight stop reading until their
+/// replies go out (each connection may always have one request in), so a
+/// crowd of clients queues in their sockets, not in the server.
+#[derive(Debug)]
+pub struct Budget {
+    requests: AtomicUsize,
+    bytes: AtomicUsize,
+    requests_max: usize,
+    bytes_max: usize,
+}
+
+impl Budget {
+    pub fn new(requests_max: usize, bytes_max: usize) -> Self {
+        Budget {
+            requests: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            requests_max,
+            bytes_max,
+        }
+    }
+
+    /// A request of `bytes` arrived.
+    pub fn take(&self, bytes: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `count` requests of `bytes` in all were answered (or dropped).
+    pub fn give_back(&self, count: usize, bytes: usize) {
+        self.requests.fetch_sub(count, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) > self.requests_max
+            || self.bytes.load(Ordering::Relaxed) > self.bytes_max
+    }
+
+    /// Requests in flight (`zk_outstanding_requests`).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
     }
 }
 
@@ -124,8 +194,9 @@ impl Registry {
 /// A write on its way into the log.
 pub type Proposal = Entry;
 
-/// Messages a connection may leave unread before it is closed.
-pub const CONN_BACKLOG_MAX: usize = 100_000;
+/// Bytes of requests in flight server-wide (see [`Budget`]): a few hundred
+/// 1 MB writes, far more small ones than `globalOutstandingLimit` admits.
+pub const GLOBAL_REQUEST_BYTES_MAX: usize = 256 << 20;
 
 pub struct Shared {
     pub config: Config,
@@ -138,6 +209,7 @@ pub struct Shared {
     registry: Mutex<Registry>,
     tracker: Mutex<SessionTracker>,
     pub stats: ServerStats,
+    pub budget: Budget,
     pub proposals: mpsc::Sender<Proposal>,
     /// The replica, once started (read barriers, leadership, health).
     pub consensus: OnceLock<roost_consensus::Handle>,
@@ -157,6 +229,7 @@ impl Shared {
         proposals: mpsc::Sender<Proposal>,
     ) -> Self {
         let now_ms = wall_clock_ms();
+        let budget = Budget::new(config.global_outstanding_limit(), GLOBAL_REQUEST_BYTES_MAX);
         Shared {
             config,
             server_id,
@@ -166,6 +239,7 @@ impl Shared {
             registry: Mutex::new(Registry::default()),
             tracker: Mutex::new(SessionTracker::default()),
             stats: ServerStats::default(),
+            budget,
             proposals,
             consensus: OnceLock::new(),
             incarnation: rand::random::<u64>() & 0xffff,

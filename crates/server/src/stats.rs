@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
+use roost_proto::OpCode;
+
 /// Request latency in ms: min, max and a running sum for the average.
 #[derive(Debug)]
 pub struct Latency {
@@ -66,8 +68,6 @@ impl Latency {
 pub struct ServerStats {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
-    pub bytes_received: AtomicU64,
-    pub outstanding: AtomicI64,
     pub latency: Latency,
     pub auth_failed: AtomicU64,
     pub connections_rejected: AtomicU64,
@@ -131,5 +131,34 @@ impl ConnStats {
         self.received.store(0, Ordering::Relaxed);
         self.sent.store(0, Ordering::Relaxed);
         self.latency.reset();
+    }
+}
+
+/// The four-letter op names `cons` shows (ZooKeeper's `lop`).
+pub fn last_op_name(opcode: OpCode) -> &'static str {
+    match opcode {
+        OpCode::Ping => "PING",
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => "CREA",
+        OpCode::Delete => "DELE",
+        OpCode::Exists => "EXIS",
+        OpCode::GetData => "GETD",
+        OpCode::SetData => "SETD",
+        OpCode::GetAcl => "GETA",
+        OpCode::SetAcl => "SETA",
+        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
+        OpCode::Sync => "SYNC",
+        OpCode::Multi => "MULT",
+        OpCode::MultiRead => "MLTR",
+        OpCode::CloseSession => "CLOS",
+        OpCode::SetWatches => "SETW",
+        OpCode::SetWatches2 => "STW2",
+        OpCode::AddWatch => "ADDW",
+        OpCode::CheckWatches => "CHKW",
+        OpCode::RemoveWatches => "REMW",
+        OpCode::GetEphemerals => "GETE",
+        OpCode::GetAllChildrenNumber => "GETACN",
+        OpCode::WhoAmI => "HOMI",
+        OpCode::Reconfig => "RECO",
+        _ => "NA",
     }
 }

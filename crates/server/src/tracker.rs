@@ -68,10 +68,6 @@ impl SessionTracker {
         self.sessions.remove(&session_id);
     }
 
-    pub fn contains(&self, session_id: i64) -> bool {
-        self.sessions.contains_key(&session_id)
-    }
-
     /// Removes and returns the sessions whose deadline is before `now`, at most `limit`.
     pub fn take_expired(&mut self, now: Instant, limit: usize) -> Vec<i64> {
         let mut expired: Vec<i64> = self
@@ -98,14 +94,6 @@ impl SessionTracker {
         out.sort_by_key(|(id, left)| (*left, *id));
         out
     }
-
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -120,7 +108,7 @@ mod tests {
         let later = Instant::now() + Duration::from_millis(1500);
         assert_eq!(tracker.take_expired(Instant::now(), 10), Vec::<i64>::new());
         assert_eq!(tracker.take_expired(later, 10), vec![1, 2]);
-        assert!(tracker.is_empty());
+        assert!(tracker.deadlines(later).is_empty());
         assert!(!tracker.touch(1));
     }
 }

@@ -105,8 +105,8 @@ impl FileSystem for StdFs {
     }
 }
 
-/// What the fault injector does. `disk_full` lasts until cleared; the
-/// others fire once, then clear.
+/// What the fault injector does. `disk_full` and `slow_sync` last until
+/// cleared; the others fire once, then clear.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     /// Writes that need new space (past a file's end) fail with ENOSPC;
@@ -116,6 +116,9 @@ pub struct Faults {
     pub fail_next_sync_of: Option<String>,
     /// The next write stores only this many bytes, then fails with EIO.
     pub tear_next_write_after: Option<usize>,
+    /// Every `sync_data` of a file whose path contains the pattern takes this
+    /// long more (a slow or overloaded disk).
+    pub slow_sync: Option<(String, std::time::Duration)>,
 }
 
 /// Wraps a file system and injects the faults in a shared [`Faults`].
@@ -187,7 +190,15 @@ impl StorageFile for FaultyFile {
             faults.fail_next_sync_of = None;
             return Err(eio());
         }
+        let delay = faults
+            .slow_sync
+            .as_ref()
+            .filter(|(pattern, _)| path.contains(pattern.as_str()))
+            .map(|(_, delay)| *delay);
         drop(faults);
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
