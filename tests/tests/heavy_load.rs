@@ -158,3 +158,68 @@ fn a_multi_of_ten_thousand_ops_applies_whole_or_not_at_all() {
     let after = stat_of(&client.call(&exists("/m", false)).unwrap()).unwrap();
     assert_eq!(after, stat);
 }
+
+/// `zk_outstanding_requests` from `mntr`.
+fn outstanding_requests(addr: SocketAddr) -> Option<usize> {
+    roost_tests::servers::four_letter(addr, "mntr")
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_outstanding_requests\t"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn past_the_global_request_budget_connections_wait_in_their_sockets() {
+    const CLIENTS: usize = 40;
+    const PIPELINED: usize = 25;
+    const LIMIT: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        RoostProcess::start(dir.path(), &[&format!("globalOutstandingLimit={LIMIT}")]).unwrap();
+    let addr = server.addr;
+    let mut setup = RawClient::connect(addr).unwrap();
+    setup
+        .call(&create("/budget", b"", CreateMode::Persistent))
+        .unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen = seen.max(outstanding_requests(addr).unwrap_or(0));
+            }
+            seen
+        })
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = RawClient::connect(addr).unwrap();
+                let path = format!("/budget/c{c}");
+                client
+                    .call(&create(&path, b"", CreateMode::Persistent))
+                    .unwrap();
+                // Everything at once: the server takes them as its budget allows.
+                let xids: Vec<i32> = (0..PIPELINED)
+                    .map(|k| client.send(&set(&path, &[k as u8; 512], -1)).unwrap())
+                    .collect();
+                for xid in xids {
+                    assert_eq!(client.reply_to(xid).unwrap().err(), Some(ErrorCode::Ok));
+                }
+                stat_of(&client.call(&exists(&path, false)).unwrap())
+                    .unwrap()
+                    .version
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), PIPELINED as i32);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    // Past the budget only connections with nothing in flight get one in.
+    assert!(
+        peak <= LIMIT + 1 + CLIENTS,
+        "{peak} requests in flight with a budget of {LIMIT}"
+    );
+}

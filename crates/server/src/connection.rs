@@ -348,10 +348,12 @@ impl Handler {
         Ok(Some(session.password))
     }
 
-    /// Past the server-wide request budget, a connection with requests in
-    /// flight stops reading until they are answered.
-    fn throttled(&self) -> bool {
-        self.scheduler.in_flight() > 0 && self.shared.budget.exhausted()
+    /// Whether another request may be taken: within this connection's
+    /// bounds and, past the server-wide request budget, only with none in
+    /// flight (so every connection can always get one request in).
+    fn accepting(&self) -> bool {
+        self.scheduler.accepting()
+            && (self.scheduler.in_flight() == 0 || !self.shared.budget.exhausted())
     }
 
     async fn main_loop(
@@ -368,7 +370,21 @@ impl Handler {
                 close_deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
             }
-            let accepting = self.scheduler.accepting() && !self.throttled();
+            // Take the requests already received, one at a time while the
+            // bounds allow: past them, the rest wait in the socket.
+            let mut took = false;
+            while self.accepting() {
+                let Some(frame) = reader.next_frame()? else {
+                    break;
+                };
+                self.on_frame(frame)?;
+                took = true;
+            }
+            if took {
+                self.pump().await?;
+                continue;
+            }
+            let accepting = self.accepting();
             let writing = !self.scheduler.out().is_empty();
             tokio::select! {
                 msg = self.inbox.recv() => {
@@ -388,10 +404,6 @@ impl Handler {
                     if read? == 0 {
                         return Ok(());
                     }
-                    while let Some(frame) = reader.next_frame()? {
-                        self.on_frame(frame)?;
-                    }
-                    self.pump().await?;
                 }
                 _ = tokio::time::sleep_until(close_deadline.unwrap_or_else(tokio::time::Instant::now)), if close_deadline.is_some() => {
                     return Ok(());
