@@ -23,5 +23,5 @@ pub use entry::{
     IDENTITY_BYTES_MAX, ORIGIN_SERVER_SHIFT,
 };
 pub use state::{Applied, Caller, Session, State, StateConfig, TTL_MS_MAX};
-pub use tree::{Children, Node, NodeKind, Tree, Trigger};
+pub use tree::{NameSet, Node, NodeKind, Tree, Trigger};
 pub use watch::{WatchKind, WatchTable, WatcherId};

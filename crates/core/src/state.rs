@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdMap;
 use roost_proto::{
     perms, Acl, AddWatchMode, CheckVersionRequest, CreateMode, CreateRequest, DeleteRequest,
     ErrorCode, EventType, Id, MultiOp, MultiResult, OpCode, Request, Response, SetAclRequest,
@@ -21,7 +21,7 @@ use roost_proto::{
 use crate::acl;
 use crate::entry::{origin_server, Entry, Txn};
 use crate::path;
-use crate::tree::{Node, NodeKind, Tree, Trigger};
+use crate::tree::{NameSet, Node, NodeKind, Tree, Trigger};
 use crate::watch::{WatchKind, WatchTable, WatcherId};
 
 /// The largest TTL ZooKeeper accepts: 40 bits of milliseconds (~34 years).
@@ -47,7 +47,7 @@ pub struct Session {
     pub timeout_ms: i32,
     pub password: Bytes,
     /// Paths of the ephemeral nodes this session owns.
-    pub ephemerals: OrdSet<Arc<str>>,
+    pub ephemerals: NameSet,
     /// The server the session is attached through (0: not known, e.g. read
     /// from an older snapshot; the next write through any server is accepted).
     pub owner: u64,
@@ -159,7 +159,7 @@ impl State {
                     .or_insert_with(|| Session {
                         timeout_ms: *timeout_ms,
                         password: password.clone(),
-                        ephemerals: OrdSet::new(),
+                        ephemerals: NameSet::default(),
                         owner: origin_server(entry.origin),
                     });
                 Ok(Response::Empty)

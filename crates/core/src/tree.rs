@@ -33,12 +33,13 @@ pub enum NodeKind {
     Ttl(i64),
 }
 
-/// A node's child names, sorted. Most nodes are leaves, so an empty set
-/// allocates nothing (an `imbl` set allocates a whole B-tree node up front).
+/// A sorted set of names (a node's children, a session's ephemerals) that
+/// allocates nothing while empty: most nodes are leaves and most sessions
+/// own no ephemerals, and an `imbl` set allocates a whole B-tree node up front.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Children(Option<OrdSet<Arc<str>>>);
+pub struct NameSet(Option<OrdSet<Arc<str>>>);
 
-impl Children {
+impl NameSet {
     pub fn len(&self) -> usize {
         self.0.as_ref().map_or(0, OrdSet::len)
     }
@@ -65,10 +66,10 @@ impl Children {
     }
 }
 
-impl FromIterator<Arc<str>> for Children {
+impl FromIterator<Arc<str>> for NameSet {
     fn from_iter<I: IntoIterator<Item = Arc<str>>>(iter: I) -> Self {
         let set: OrdSet<Arc<str>> = iter.into_iter().collect();
-        Children((!set.is_empty()).then_some(set))
+        NameSet((!set.is_empty()).then_some(set))
     }
 }
 
@@ -88,7 +89,7 @@ pub struct Node {
     /// Children ever created under this node (ZooKeeper's stored cversion).
     pub child_creates: i32,
     pub kind: NodeKind,
-    pub children: Children,
+    pub children: NameSet,
 }
 
 impl Node {
@@ -111,7 +112,7 @@ impl Node {
             aversion: 0,
             child_creates: 0,
             kind,
-            children: Children::default(),
+            children: NameSet::default(),
         }
     }
 

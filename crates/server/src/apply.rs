@@ -117,7 +117,7 @@ pub fn apply_committed(shared: &Shared, entries: &[Entry], mark: &AppliedMark) {
             conn.send(ConnMsg::Completed {
                 cxid: entry.cxid,
                 zxid: applied.zxid,
-                result: applied.result,
+                result: applied.result.map(Box::new),
             });
         }
         if !succeeded {

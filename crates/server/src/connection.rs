@@ -470,7 +470,7 @@ impl Handler {
             mailbox.send(ConnMsg::Completed {
                 cxid: ticket.xid,
                 zxid,
-                result: barrier.map(|()| Response::Sync(path)),
+                result: barrier.map(|()| Box::new(Response::Sync(path))),
             });
         });
     }
@@ -688,7 +688,7 @@ impl Handler {
         match msg {
             ConnMsg::Notify { zxid, event, path } => self.scheduler.notify(zxid, event, &path),
             ConnMsg::Completed { cxid, zxid, result } => {
-                self.scheduler.completed(cxid, zxid, result);
+                self.scheduler.completed(cxid, zxid, result.map(|r| *r));
                 if let Some(reason @ "reply out of order") = self.scheduler.closing() {
                     warn!(
                         "session 0x{:x}: outcome for xid {cxid} out of order; closing ({reason})",

@@ -5,7 +5,9 @@
 //! frame here?) before the frame is taken; a length over the limit is an
 //! error before anything is buffered, and the buffer grows only as bytes
 //! arrive, at most `READ_CHUNK_BYTES_MAX` ahead of them, so a length prefix
-//! costs nothing until its bytes are sent. EOF between frames ends the
+//! costs nothing until its bytes are sent. A connection waits for its socket
+//! to be readable before it takes a buffer, and gives the buffer back once
+//! empty, so an idle connection holds none. EOF between frames ends the
 //! connection cleanly; EOF mid-frame is an error.
 //!
 //! Each frame is copied out of the buffer into its own allocation: a
@@ -15,15 +17,12 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use roost_proto::frame::{four_letter_word, frame_len, FrameError};
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
 /// Room kept for the next read when nothing in particular is expected.
 const READ_CHUNK_BYTES: usize = 8 << 10;
 /// The most room reserved ahead of the bytes of a frame being received.
 const READ_CHUNK_BYTES_MAX: usize = 256 << 10;
-/// A buffer this large is given back once empty (after a big frame).
-const KEEP_BUFFER_BYTES_MAX: usize = 64 << 10;
 
 /// What a connection starts with.
 pub enum First {
@@ -96,7 +95,7 @@ impl FrameReader {
             Some(len) if self.buf.len() >= 4 + len => {
                 let frame = Bytes::copy_from_slice(&self.buf[4..4 + len]);
                 self.buf.advance(4 + len);
-                if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER_BYTES_MAX {
+                if self.buf.is_empty() {
                     self.buf = BytesMut::new();
                 }
                 Ok(Some(frame))
@@ -110,8 +109,15 @@ impl FrameReader {
             Some(len) => (4 + len).saturating_sub(self.buf.len()),
             None => READ_CHUNK_BYTES,
         };
-        self.buf
-            .reserve(missing.clamp(READ_CHUNK_BYTES, READ_CHUNK_BYTES_MAX));
-        Ok(self.rd.read_buf(&mut self.buf).await?)
+        loop {
+            self.rd.readable().await?;
+            self.buf
+                .reserve(missing.clamp(READ_CHUNK_BYTES, READ_CHUNK_BYTES_MAX));
+            match self.rd.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

@@ -36,11 +36,12 @@ pub enum ConnMsg {
         event: EventType,
         path: Arc<str>,
     },
-    /// A write this connection proposed was applied.
+    /// A write this connection proposed was applied. (The reply is boxed:
+    /// it keeps every message, and so every connection's queue, small.)
     Completed {
         cxid: i32,
         zxid: i64,
-        result: Result<Response, ErrorCode>,
+        result: Result<Box<Response>, ErrorCode>,
     },
     /// Close now: the session ended, moved to another connection, or the
     /// connection fell too far behind.
@@ -54,9 +55,7 @@ impl ConnMsg {
         OVERHEAD_BYTES
             + match self {
                 ConnMsg::Notify { path, .. } => path.len(),
-                ConnMsg::Completed { result, .. } => {
-                    result.as_ref().map_or(0, Response::encoded_len)
-                }
+                ConnMsg::Completed { result, .. } => result.as_ref().map_or(0, |r| r.encoded_len()),
                 ConnMsg::Close(_) => 0,
             }
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdMap;
 use roost_core::{Node, NodeKind, Session, State, StateConfig, Tree};
 use roost_proto::{Acl, Id};
 
@@ -466,7 +466,7 @@ pub fn read_snapshot(
             Session {
                 timeout_ms,
                 password,
-                ephemerals: OrdSet::new(),
+                ephemerals: Default::default(),
                 owner,
             },
         );
