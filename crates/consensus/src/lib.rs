@@ -7,21 +7,27 @@
 //! adapters over `roost-storage` ([`log_store`]) and `roost-core`
 //! ([`state_machine`]); [`node`] runs a replica and its proposal pump. The
 //! rest of the server sees a narrow API: a channel to propose entries, a read
-//! barrier, leadership and health.
+//! barrier, leadership and health ([`Consensus`], [`Handle`]), the state
+//! machine host it implements ([`StateMachineHost`]), and the byte
+//! [`Bounds`] of the write path. Everything else is private to the crate.
 
+// Items are crate-private unless the crate root re-exports them.
+#![warn(unreachable_pub)]
 // openraft's trait methods return its large `StorageError`; our helpers
 // return the same type rather than converting at every call.
 #![allow(clippy::result_large_err)]
 
-pub mod bounds;
-pub mod log_store;
-pub mod network;
-pub mod node;
-pub mod peer;
-pub mod state_machine;
-pub mod types;
+mod bounds;
+mod log_store;
+mod network;
+mod node;
+mod peer;
+mod state_machine;
+#[cfg(test)]
+mod storage_suite;
+mod types;
 
 pub use bounds::Bounds;
 pub use node::{Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member};
-pub use state_machine::{AppliedMark, MemoryHost, StateMachineHost};
+pub use state_machine::{AppliedMark, StateMachineHost};
 pub use types::Batch;

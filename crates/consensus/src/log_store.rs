@@ -248,7 +248,7 @@ impl Disk {
 
 /// The log store handed to openraft (cheap to clone).
 #[derive(Clone)]
-pub struct LogStore {
+pub(crate) struct LogStore {
     inner: Arc<Inner>,
 }
 
@@ -266,7 +266,7 @@ impl LogStore {
     /// Opens the log in `dir`: recovers the WAL, the vote and the purge point,
     /// keeps the newest entries (up to `cache_bytes_max`) in memory, and
     /// starts the writer and preallocator threads.
-    pub fn open(
+    pub(crate) fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: WalOptions,
@@ -348,17 +348,17 @@ impl LogStore {
     }
 
     /// Bytes that can be appended now without allocating disk space.
-    pub fn room_bytes(&self) -> u64 {
+    pub(crate) fn room_bytes(&self) -> u64 {
         self.inner.disk.room_bytes.load(Ordering::Relaxed)
     }
 
     /// True while spare segments cannot be preallocated for lack of space.
-    pub fn disk_full(&self) -> bool {
+    pub(crate) fn disk_full(&self) -> bool {
         self.inner.disk.disk_full.load(Ordering::Relaxed)
     }
 
     /// True once a write to the log failed; the server must stop.
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.inner.disk.failed.load(Ordering::Relaxed)
     }
 
@@ -407,25 +407,49 @@ impl LogStore {
             .collect()
     }
 
+    /// The entry at `index`, from memory or the WAL; `None` if the log does
+    /// not hold it (purged, or beyond its end).
+    pub(crate) fn entry_at(&self, index: u64) -> Result<Option<RaftEntry>, DiskError> {
+        let cache = self.cache();
+        if !cache.entries.is_empty() && index >= cache.first_index {
+            return cache
+                .entries
+                .get((index - cache.first_index) as usize)
+                .map(|cached| {
+                    cached
+                        .entry()
+                        .map_err(|e| DiskError::corrupt(&self.inner.disk.dir, index, e.to_string()))
+                })
+                .transpose();
+        }
+        drop(cache);
+        let wal = self.inner.disk.wal();
+        let Some(first) = wal.first_index() else {
+            return Ok(None);
+        };
+        if index < first || wal.last_index().is_none_or(|last| index > last) {
+            return Ok(None);
+        }
+        let record = wal.read(index)?;
+        decode_entry(index, &record.payload)
+            .map(Some)
+            .map_err(|e| DiskError::corrupt(&self.inner.disk.dir, index, e.to_string()))
+    }
+
     /// Index up to which the log was purged (covered by a snapshot).
-    pub fn purged_index(&self) -> Option<u64> {
+    pub(crate) fn purged_index(&self) -> Option<u64> {
         self.cache().meta.last_purged.map(|l| l.index)
     }
 
     /// Index of the last entry (or of the purge point when the log is empty).
-    pub fn last_index(&self) -> Option<u64> {
+    pub(crate) fn last_index(&self) -> Option<u64> {
         self.cache().last_log_id().map(|l| l.index)
-    }
-
-    /// Bytes of entries held in memory (for metrics and tests).
-    pub fn cached_bytes(&self) -> usize {
-        self.cache().bytes
     }
 }
 
-/// Appends written before their sync: bounds how long a steady stream of
-/// appends can delay the callbacks of the first.
-const APPENDS_PER_SYNC_MAX: usize = 16;
+/// Appends written before their sync: the pump keeps two batches in flight,
+/// and waiting for more would only delay the first one's callback.
+const APPENDS_PER_SYNC_MAX: usize = 2;
 
 /// The writer thread: does writes in order; after each run of appends, one
 /// sync makes them all durable, then their callbacks fire.

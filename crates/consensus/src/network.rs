@@ -14,7 +14,7 @@ use crate::types::{NodeId, TypeConfig, Vote};
 
 /// The network of a one-voter cluster.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoNetwork;
+pub(crate) struct NoNetwork;
 
 #[derive(Debug, thiserror::Error)]
 #[error("no peers in a standalone server")]

@@ -369,6 +369,18 @@ impl Consensus {
         if let Some((state, mark)) = loaded {
             host.install(state, mark);
         }
+        let replayed = if config.is_ensemble() {
+            (0, 0)
+        } else {
+            let replayed = replay_log(&log, &*host)?;
+            info!(
+                "{} writes ({} bytes) replayed from the log after {:?}",
+                replayed.0,
+                replayed.1,
+                started.elapsed()
+            );
+            replayed
+        };
         let (housekeeping_tx, housekeeping_rx) = mpsc::unbounded_channel();
         let state_machine = StateMachine::new(
             host.clone(),
@@ -378,6 +390,7 @@ impl Consensus {
                 entries: config.snap_count,
                 bytes: config.snap_bytes,
             },
+            replayed,
         );
         let raft_config = openraft::Config {
             cluster_name: "roost".into(),
@@ -572,6 +585,44 @@ impl Consensus {
             warn!("raft shutdown: {e}");
         }
     }
+}
+
+/// Applies the log after the snapshot, one entry at a time, before raft
+/// starts. Only for a standalone server: with one voter every entry in its
+/// log is committed (openraft would commit them all at once on election and
+/// read the whole tail into memory to apply it; this way it finds nothing left
+/// to apply, and memory holds one entry at a time).
+///
+/// Returns the client writes and log bytes replayed, which count towards the
+/// next snapshot as if just applied.
+fn replay_log(log: &LogStore, host: &dyn StateMachineHost) -> Result<(u64, u64), ConsensusError> {
+    let mut replayed = (0, 0);
+    let mut mark = host.mark();
+    let from = mark.last_applied_index().map_or(0, |i| i + 1);
+    let Some(last) = log.last_index() else {
+        return Ok(replayed);
+    };
+    let from = from.max(log.purged_index().map_or(0, |p| p + 1));
+    for index in from..=last {
+        let Some(entry) = log.entry_at(index)? else {
+            continue;
+        };
+        mark.last_applied = Some(entry.log_id);
+        match entry.payload {
+            openraft::EntryPayload::Blank => host.apply(&[], &mark),
+            openraft::EntryPayload::Normal(batch) => {
+                host.apply(batch.entries(), &mark);
+                replayed.0 += batch.entries().len() as u64;
+                replayed.1 += batch.encoded().len() as u64;
+            }
+            openraft::EntryPayload::Membership(membership) => {
+                mark.membership =
+                    crate::types::StoredMembership::new(Some(entry.log_id), membership);
+                host.apply(&[], &mark);
+            }
+        }
+    }
+    Ok(replayed)
 }
 
 /// Binds the peer port, retrying briefly (a restarted server may find its

@@ -55,7 +55,7 @@ const PEER_CLIENT_IDLE_MAX: Duration = Duration::from_secs(30);
 
 /// A request from one server to another.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum PeerRequest {
+pub(crate) enum PeerRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     /// A whole snapshot: `size` raw bytes follow this frame.
@@ -74,7 +74,7 @@ pub enum PeerRequest {
 
 /// The answer to a [`PeerRequest`].
 #[derive(Debug, Serialize, Deserialize)]
-pub enum PeerResponse {
+pub(crate) enum PeerResponse {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
@@ -85,7 +85,7 @@ pub enum PeerResponse {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     /// Nothing was sent: the connection could not be made.
     #[error("cannot connect to peer: {0}")]
     Connect(std::io::Error),
@@ -136,7 +136,12 @@ async fn read_frame<T: for<'de> Deserialize<'de>>(
 
 /// Serves peers: answers raft RPCs with `raft` and Roost's own requests with
 /// `roost`.
-pub async fn serve(listener: TcpListener, raft: Raft, roost: Arc<dyn PeerService>, bounds: Bounds) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    roost: Arc<dyn PeerService>,
+    bounds: Bounds,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -171,10 +176,10 @@ pub async fn serve(listener: TcpListener, raft: Raft, roost: Arc<dyn PeerService
 }
 
 /// A boxed future, for the async methods of [`PeerService`].
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a server does with Roost's peer requests.
-pub trait PeerService: Send + Sync + 'static {
+pub(crate) trait PeerService: Send + Sync + 'static {
     /// Proposes forwarded writes (on the leader), in order.
     fn forward(&self, batch: Batch) -> BoxFuture<'_, Result<(), String>>;
     /// Sessions a follower saw alive.
@@ -289,7 +294,7 @@ fn available_bytes(dir: &Path) -> Option<u64> {
 }
 
 /// One connection to one peer, opened on demand and dropped on any error.
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     target: NodeId,
     addr: String,
     bounds: Bounds,
@@ -298,7 +303,7 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(target: NodeId, addr: String, bounds: Bounds) -> Self {
+    pub(crate) fn new(target: NodeId, addr: String, bounds: Bounds) -> Self {
         PeerClient {
             target,
             addr,
@@ -307,7 +312,7 @@ impl PeerClient {
         }
     }
 
-    pub fn target(&self) -> NodeId {
+    pub(crate) fn target(&self) -> NodeId {
         self.target
     }
 
@@ -336,7 +341,7 @@ impl PeerClient {
     }
 
     /// Sends a request and waits for its response; drops the connection on error.
-    pub async fn call(&mut self, request: &PeerRequest) -> Result<PeerResponse, PeerError> {
+    pub(crate) async fn call(&mut self, request: &PeerRequest) -> Result<PeerResponse, PeerError> {
         let mut stream = self.take_stream().await?;
         write_frame(&mut stream, request).await?;
         let response = read_frame(&mut stream, self.bounds.peer_frame_bytes_max).await?;
@@ -379,13 +384,13 @@ impl PeerClient {
 /// ZooKeeper, each server's zoo.cfg says how it reaches the others). The
 /// address recorded in raft's membership is only a fallback.
 #[derive(Clone, Default)]
-pub struct PeerNetwork {
+pub(crate) struct PeerNetwork {
     addresses: Arc<BTreeMap<NodeId, String>>,
     bounds: Bounds,
 }
 
 impl PeerNetwork {
-    pub fn new(addresses: BTreeMap<NodeId, String>, bounds: Bounds) -> Self {
+    pub(crate) fn new(addresses: BTreeMap<NodeId, String>, bounds: Bounds) -> Self {
         PeerNetwork {
             addresses: Arc::new(addresses),
             bounds,
@@ -393,11 +398,11 @@ impl PeerNetwork {
     }
 
     /// A client for the peer `target` at `address`.
-    pub fn client(&self, target: NodeId, address: String) -> PeerClient {
+    pub(crate) fn client(&self, target: NodeId, address: String) -> PeerClient {
         PeerClient::new(target, address, self.bounds)
     }
 
-    pub fn address_of(&self, id: NodeId, recorded: &str) -> String {
+    pub(crate) fn address_of(&self, id: NodeId, recorded: &str) -> String {
         self.addresses
             .get(&id)
             .cloned()
@@ -510,7 +515,7 @@ fn keep_prefix_within(
 }
 
 /// Parses `host:port` for binding.
-pub fn bind_address(addr: &str) -> Option<SocketAddr> {
+pub(crate) fn bind_address(addr: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     addr.to_socket_addrs().ok()?.next()
 }

@@ -71,7 +71,7 @@ pub trait StateMachineHost: Send + Sync + 'static {
 
 /// Requests from the state machine to the node that owns the raft handle.
 #[derive(Debug)]
-pub enum Housekeeping {
+pub(crate) enum Housekeeping {
     /// Enough entries were applied since the last snapshot.
     TakeSnapshot,
     /// Snapshots older than this index were deleted; the log up to it may go.
@@ -79,7 +79,7 @@ pub enum Housekeeping {
 }
 
 /// The snapshot directory and the current snapshot.
-pub struct SnapshotStore {
+pub(crate) struct SnapshotStore {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     config: StateConfig,
@@ -107,7 +107,7 @@ fn disk_error(e: DiskError) -> StorageError {
 
 impl SnapshotStore {
     /// Opens the snapshot directory and loads the newest valid snapshot.
-    pub fn open(
+    pub(crate) fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         config: StateConfig,
@@ -233,13 +233,13 @@ impl SnapshotStore {
 /// log, whichever comes first (ZooKeeper's snapCount and snapSizeLimitInKb;
 /// 0 turns either off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SnapshotPolicy {
+pub(crate) struct SnapshotPolicy {
     pub entries: u64,
     pub bytes: u64,
 }
 
 /// The state machine handed to openraft.
-pub struct StateMachine {
+pub(crate) struct StateMachine {
     host: Arc<dyn StateMachineHost>,
     snapshots: Arc<SnapshotStore>,
     housekeeping: mpsc::UnboundedSender<Housekeeping>,
@@ -270,25 +270,26 @@ impl SnapshotPolicy {
 }
 
 impl StateMachine {
-    pub fn new(
+    pub(crate) fn new(
         host: Arc<dyn StateMachineHost>,
         snapshots: Arc<SnapshotStore>,
         housekeeping: mpsc::UnboundedSender<Housekeeping>,
         policy: SnapshotPolicy,
+        since_snapshot: (u64, u64),
     ) -> Self {
         StateMachine {
             host,
             snapshots,
             housekeeping,
             policy,
-            since_snapshot: (0, 0),
+            since_snapshot,
             thresholds: policy.thresholds(),
         }
     }
 }
 
 /// Builds snapshots from a consistent view taken at call time.
-pub struct SnapshotBuilder {
+pub(crate) struct SnapshotBuilder {
     host: Arc<dyn StateMachineHost>,
     snapshots: Arc<SnapshotStore>,
     housekeeping: mpsc::UnboundedSender<Housekeeping>,
@@ -437,23 +438,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// A host that only keeps the state (tests and tools without connections).
-pub struct MemoryHost {
+/// A host that only keeps the state (tests without connections).
+#[cfg(test)]
+pub(crate) struct MemoryHost {
     inner: Mutex<(State, AppliedMark)>,
 }
 
+#[cfg(test)]
 impl MemoryHost {
-    pub fn new(config: StateConfig) -> Self {
+    pub(crate) fn new(config: StateConfig) -> Self {
         MemoryHost {
             inner: Mutex::new((State::new(config), AppliedMark::default())),
         }
     }
-
-    pub fn state(&self) -> State {
-        self.inner.lock().expect("host lock poisoned").0.clone()
-    }
 }
 
+#[cfg(test)]
 impl StateMachineHost for MemoryHost {
     fn apply(&self, entries: &[Entry], mark: &AppliedMark) {
         let mut inner = self.inner.lock().expect("host lock poisoned");

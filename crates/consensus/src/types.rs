@@ -6,6 +6,10 @@
 //! are stored as the jute encoding of each entry, the same bytes a client
 //! sent, prefixed with a count.
 
+// openraft's `declare_raft_types!` makes the type configuration `pub`, and
+// with it every type it names.
+#![allow(unreachable_pub)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -124,15 +128,6 @@ impl BatchBuilder {
 
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Encoded bytes so far.
-    pub fn bytes(&self) -> usize {
-        self.out.len()
     }
 
     /// Adds `entry` if the batch stays within its bound.

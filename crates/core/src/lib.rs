@@ -11,12 +11,15 @@
 //! - [`WatchTable`]: one server's watches (not replicated);
 //! - [`acl`], [`path`]: ZooKeeper's ACL and path rules.
 
+// Items are crate-private unless the crate root re-exports them.
+#![warn(unreachable_pub)]
+
 pub mod acl;
-pub mod entry;
+mod entry;
 pub mod path;
-pub mod state;
-pub mod tree;
-pub mod watch;
+mod state;
+mod tree;
+mod watch;
 
 pub use entry::{
     entry_bytes_max, identities_within_bounds, origin_server, Entry, Txn, IDENTITIES_MAX,

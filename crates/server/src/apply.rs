@@ -18,7 +18,7 @@ use roost_proto::{perms, ErrorCode};
 use crate::shared::{ConnMsg, Shared};
 
 /// The server as the replica's state machine host.
-pub struct Host(pub Arc<Shared>);
+pub(crate) struct Host(pub Arc<Shared>);
 
 impl StateMachineHost for Host {
     fn abandon(&self, entries: &[Entry]) {
@@ -83,7 +83,7 @@ impl StateMachineHost for Host {
 }
 
 /// Applies a batch of committed entries, in order, and records `mark`.
-pub fn apply_committed(shared: &Shared, entries: &[Entry], mark: &AppliedMark) {
+pub(crate) fn apply_committed(shared: &Shared, entries: &[Entry], mark: &AppliedMark) {
     let mut state = shared.state_mut();
     if entries.is_empty() {
         shared.set_mark(mark.clone());

@@ -10,7 +10,7 @@ use crate::shared::Shared;
 
 /// The version reported to clients: the ZooKeeper release whose behaviour
 /// Roost follows, then Roost's own version (clients parse the leading digits).
-pub fn version_string() -> String {
+pub(crate) fn version_string() -> String {
     format!(
         "3.9.3-roost-{}, built on {}",
         env!("CARGO_PKG_VERSION"),
@@ -19,7 +19,7 @@ pub fn version_string() -> String {
 }
 
 /// Java's `Double.toString` for the 4-decimal averages ZooKeeper prints.
-pub fn java_double(value: f64) -> String {
+pub(crate) fn java_double(value: f64) -> String {
     let rounded = (value * 10_000.0).round() / 10_000.0;
     let text = format!("{rounded:.4}");
     let trimmed = text.trim_end_matches('0');
@@ -33,7 +33,7 @@ pub fn java_double(value: f64) -> String {
 const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
 
 /// The full answer to one four-letter word.
-pub fn respond(word: &str, shared: &Shared) -> String {
+pub(crate) fn respond(word: &str, shared: &Shared) -> String {
     if !shared.config.four_letter_words.iter().any(|w| w == word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
@@ -143,7 +143,7 @@ fn server_summary(shared: &Shared, with_clients: bool, out: &mut String) {
 }
 
 /// ZooKeeper's `Mode`: standalone, leader, follower or observer.
-pub fn server_state(shared: &Shared) -> &'static str {
+pub(crate) fn server_state(shared: &Shared) -> &'static str {
     if shared.config.servers.is_empty() {
         return "standalone";
     }

@@ -19,13 +19,14 @@ use bytes::{Buf, Bytes, BytesMut};
 use roost_proto::frame::{four_letter_word, frame_len, FrameError};
 use tokio::net::tcp::OwnedReadHalf;
 
-/// Room kept for the next read when nothing in particular is expected.
-const READ_CHUNK_BYTES: usize = 8 << 10;
+/// Room taken for a read when nothing in particular is expected: a burst of
+/// pipelined small requests.
+const READ_CHUNK_BYTES: usize = 4 << 10;
 /// The most room reserved ahead of the bytes of a frame being received.
 const READ_CHUNK_BYTES_MAX: usize = 256 << 10;
 
 /// What a connection starts with.
-pub enum First {
+pub(crate) enum First {
     FourLetterWord(&'static str),
     /// The payload of the first frame (a ConnectRequest).
     Frame(Bytes),
@@ -33,7 +34,7 @@ pub enum First {
 
 /// Why reading failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad frame: {0}")]
@@ -43,14 +44,14 @@ pub enum ReadError {
 }
 
 /// The reading half of a client connection and its buffer.
-pub struct FrameReader {
+pub(crate) struct FrameReader {
     rd: OwnedReadHalf,
     buf: BytesMut,
     frame_bytes_max: usize,
 }
 
 impl FrameReader {
-    pub fn new(rd: OwnedReadHalf, frame_bytes_max: usize) -> Self {
+    pub(crate) fn new(rd: OwnedReadHalf, frame_bytes_max: usize) -> Self {
         FrameReader {
             rd,
             buf: BytesMut::new(),
@@ -59,7 +60,7 @@ impl FrameReader {
     }
 
     /// Reads a four-letter word or the first frame, of at most `bytes_max`.
-    pub async fn first(&mut self, bytes_max: usize) -> Result<First, ReadError> {
+    pub(crate) async fn first(&mut self, bytes_max: usize) -> Result<First, ReadError> {
         loop {
             if let Some(word) = four_letter_word(&self.buf) {
                 return Ok(First::FourLetterWord(word));
@@ -77,7 +78,7 @@ impl FrameReader {
 
     /// Reads more bytes from the client; 0 when it closed the connection
     /// between frames. Cancel-safe.
-    pub async fn fill(&mut self) -> Result<usize, ReadError> {
+    pub(crate) async fn fill(&mut self) -> Result<usize, ReadError> {
         let n = self.fill_up_to(self.frame_bytes_max).await?;
         if n == 0 && !self.buf.is_empty() {
             return Err(ReadError::Truncated);
@@ -86,7 +87,7 @@ impl FrameReader {
     }
 
     /// The next whole request frame already received, if any.
-    pub fn next_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
         self.take_frame(self.frame_bytes_max)
     }
 

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use crate::shared::{wall_clock_ms, ConnMsg, Shared};
 
 /// An entry made by the server itself (no client connection waits for it).
-pub fn server_entry(session_id: i64, txn: Txn) -> Entry {
+pub(crate) fn server_entry(session_id: i64, txn: Txn) -> Entry {
     Entry {
         time_ms: 0,
         session_id,
@@ -39,7 +39,7 @@ const EXPIRE_BATCH_MAX: usize = 10_000;
 /// the leader does: it alone hears of every session (followers report the
 /// ones their clients keep alive); a follower's deadlines only cover its own
 /// clients and would expire live sessions held elsewhere.
-pub async fn expire_sessions(shared: Arc<Shared>) {
+pub(crate) async fn expire_sessions(shared: Arc<Shared>) {
     let mut ticker = half_tick_ticker(&shared);
     loop {
         ticker.tick().await;
@@ -66,7 +66,7 @@ pub async fn expire_sessions(shared: Arc<Shared>) {
 /// Deletes empty containers and expired TTL nodes, at most
 /// `znode.container.maxPerMinute` a minute, checking every
 /// `znode.container.checkIntervalMs`.
-pub async fn reap_containers(shared: Arc<Shared>) {
+pub(crate) async fn reap_containers(shared: Arc<Shared>) {
     let interval = Duration::from_millis(shared.config.container_check_interval_ms.max(10));
     let per_pass = (shared.config.container_max_per_minute as u128 * interval.as_millis() / 60_000)
         .clamp(1, usize::MAX as u128) as usize;
@@ -101,7 +101,7 @@ pub async fn reap_containers(shared: Arc<Shared>) {
 /// retry, as with ZooKeeper). A server left without a leader for longer than
 /// an election takes closes its clients' connections, so they move to a
 /// server of the quorum instead of reading stale data here.
-pub async fn follow_leadership(shared: Arc<Shared>) {
+pub(crate) async fn follow_leadership(shared: Arc<Shared>) {
     let Some(handle) = shared.consensus.get() else {
         return;
     };
@@ -150,7 +150,7 @@ pub async fn follow_leadership(shared: Arc<Shared>) {
 }
 
 /// Followers tell the leader which sessions their clients kept alive.
-pub async fn report_sessions(shared: Arc<Shared>) {
+pub(crate) async fn report_sessions(shared: Arc<Shared>) {
     let Some(handle) = shared.consensus.get().cloned() else {
         return;
     };

@@ -12,6 +12,9 @@
 //! The public surface is [`Server`] and its [`Config`]; everything else is
 //! private to the crate.
 
+// Items are crate-private unless the crate root re-exports them.
+#![warn(unreachable_pub)]
+
 mod apply;
 pub mod config;
 mod connection;

@@ -35,7 +35,7 @@ const REPLY_HEADER_BYTES: usize = 4 + 16;
 
 /// The bounds one connection works within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Requests received and not yet answered (`maxOutstandingPerConnection`).
     pub requests_max: usize,
     /// Bytes of those requests (a lone request is always admitted).
@@ -50,7 +50,7 @@ pub struct Limits {
 
 /// A request as it came off the wire.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Request(Request),
     /// An unknown opcode or a lone `check`: ZooKeeper 3.9 answers
     /// Unimplemented and closes the connection.
@@ -59,7 +59,7 @@ pub enum Incoming {
 
 /// What the scheduler remembers of a request until it is answered.
 #[derive(Debug, Clone, Copy)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     pub xid: i32,
     pub opcode: OpCode,
     /// Its frame's size, counted against `request_bytes_max`.
@@ -69,7 +69,7 @@ pub struct Ticket {
 
 /// Work the connection must do for its session, in this order.
 #[derive(Debug)]
-pub enum Job {
+pub(crate) enum Job {
     /// Propose this write; its outcome comes back through [`Scheduler::completed`].
     Write(Ticket, Request),
     /// Run this read (or session request) now and [`Scheduler::answer`] it.
@@ -83,7 +83,7 @@ pub enum Job {
 /// A request finished or an event went out: what the connection's
 /// statistics and the server's request budget need to know of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// The request finished (answered or dropped); `None` for a watch event.
     pub request: Option<(OpCode, Instant)>,
     pub xid: i32,
@@ -99,7 +99,7 @@ pub struct Sent {
 type Outcome = (i64, Result<Response, ErrorCode>);
 
 /// One session's queues and output.
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     limits: Limits,
     /// Received and not yet started, in arrival order.
     queue: VecDeque<(Ticket, Incoming)>,
@@ -118,7 +118,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Scheduler {
             limits,
             queue: VecDeque::new(),
@@ -132,7 +132,13 @@ impl Scheduler {
     }
 
     /// A request arrived; `bytes` is its frame's size.
-    pub fn receive(&mut self, xid: i32, incoming: Incoming, bytes: usize, received: Instant) {
+    pub(crate) fn receive(
+        &mut self,
+        xid: i32,
+        incoming: Incoming,
+        bytes: usize,
+        received: Instant,
+    ) {
         let opcode = match &incoming {
             Incoming::Request(request) => request.opcode(),
             Incoming::Unimplemented => OpCode::Error,
@@ -152,7 +158,7 @@ impl Scheduler {
     /// The next request that may start now, if any. Writes and syncs are
     /// pending from here until [`Scheduler::completed`]; a read must be
     /// [`Scheduler::answer`]ed before the next call.
-    pub fn next_job(&mut self) -> Option<Job> {
+    pub(crate) fn next_job(&mut self) -> Option<Job> {
         if self.closing.is_some() || self.sync_pending {
             return None;
         }
@@ -178,7 +184,12 @@ impl Scheduler {
     }
 
     /// Queues the reply to a read or session request started by `next_job`.
-    pub fn answer(&mut self, ticket: Ticket, zxid: i64, result: Result<Response, ErrorCode>) {
+    pub(crate) fn answer(
+        &mut self,
+        ticket: Ticket,
+        zxid: i64,
+        result: Result<Response, ErrorCode>,
+    ) {
         self.reply(ticket, zxid, result);
         if ticket.opcode == OpCode::Error {
             self.close("unimplemented request");
@@ -188,7 +199,7 @@ impl Scheduler {
     /// The outcome of the oldest pending write or sync, which must be `xid`'s.
     /// Nothing goes back to the client if the connection is closing (or
     /// starts closing here: an outcome out of order, the session moved away).
-    pub fn completed(&mut self, xid: i32, zxid: i64, result: Result<Response, ErrorCode>) {
+    pub(crate) fn completed(&mut self, xid: i32, zxid: i64, result: Result<Response, ErrorCode>) {
         // Resolved requests never stay at the front (see `answer_resolved`).
         let Some((ticket, None)) = self
             .pending
@@ -211,7 +222,12 @@ impl Scheduler {
 
     /// A started write answered without the log (refused before it was
     /// proposed): its reply goes out in turn, after earlier writes'.
-    pub fn resolve(&mut self, ticket: Ticket, zxid: i64, result: Result<Response, ErrorCode>) {
+    pub(crate) fn resolve(
+        &mut self,
+        ticket: Ticket,
+        zxid: i64,
+        result: Result<Response, ErrorCode>,
+    ) {
         if let Some(slot) = self
             .pending
             .iter_mut()
@@ -267,7 +283,7 @@ impl Scheduler {
     }
 
     /// Queues a watch event (none once the connection is closing).
-    pub fn notify(&mut self, zxid: i64, event: EventType, path: &str) {
+    pub(crate) fn notify(&mut self, zxid: i64, event: EventType, path: &str) {
         if self.closing.is_some() {
             return;
         }
@@ -329,7 +345,7 @@ impl Scheduler {
     }
 
     /// What finished or went out since the last call.
-    pub fn take_sent(&mut self) -> Vec<Sent> {
+    pub(crate) fn take_sent(&mut self) -> Vec<Sent> {
         std::mem::take(&mut self.sent)
     }
 
@@ -343,16 +359,16 @@ impl Scheduler {
     }
 
     /// Starts closing (the first reason given is kept).
-    pub fn close(&mut self, reason: &'static str) {
+    pub(crate) fn close(&mut self, reason: &'static str) {
         self.closing.get_or_insert(reason);
     }
 
-    pub fn closing(&self) -> Option<&'static str> {
+    pub(crate) fn closing(&self) -> Option<&'static str> {
         self.closing
     }
 
     /// Whether more requests may be read from the client now.
-    pub fn accepting(&self) -> bool {
+    pub(crate) fn accepting(&self) -> bool {
         let in_flight = self.in_flight();
         self.closing.is_none()
             && in_flight < self.limits.requests_max.max(1)
@@ -361,28 +377,28 @@ impl Scheduler {
     }
 
     /// Requests received and not yet answered.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.queue.len() + self.pending.len()
     }
 
     /// Writes (and syncs) started and not yet completed.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.pending.len()
     }
 
     /// Bytes of the requests in flight.
-    pub fn request_bytes(&self) -> usize {
+    pub(crate) fn request_bytes(&self) -> usize {
         self.request_bytes
     }
 
     /// Frames waiting to be written; the connection drains it.
-    pub fn out(&mut self) -> &mut BytesMut {
+    pub(crate) fn out(&mut self) -> &mut BytesMut {
         &mut self.out
     }
 
     /// Gives back a large output buffer once it has been written out (after
     /// a big reply), so an idle connection holds little memory.
-    pub fn release_written_buffer(&mut self) {
+    pub(crate) fn release_written_buffer(&mut self) {
         const KEEP_BYTES_MAX: usize = 64 << 10;
         if self.out.is_empty() && self.out.capacity() > KEEP_BYTES_MAX {
             self.out = BytesMut::new();

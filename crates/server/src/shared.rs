@@ -25,11 +25,11 @@ use crate::tracker::SessionTracker;
 
 /// A connection's id on this server; also its watcher id and the `origin`
 /// of the entries it proposes (see [`Shared::next_conn_id`]).
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// Messages queued on a connection by the apply path and by other connections.
 #[derive(Debug)]
-pub enum ConnMsg {
+pub(crate) enum ConnMsg {
     /// A watch fired.
     Notify {
         zxid: i64,
@@ -50,7 +50,7 @@ pub enum ConnMsg {
 
 impl ConnMsg {
     /// Memory the message holds while queued (close enough to bound a backlog).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         const OVERHEAD_BYTES: usize = 64;
         OVERHEAD_BYTES
             + match self {
@@ -63,7 +63,7 @@ impl ConnMsg {
 
 /// The way into a connection's inbox, with the bytes that bound it.
 #[derive(Clone)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     tx: mpsc::UnboundedSender<ConnMsg>,
     /// Bytes of messages queued but not yet taken by the connection.
     backlog_bytes: Arc<AtomicUsize>,
@@ -72,7 +72,7 @@ pub struct Mailbox {
 
 impl Mailbox {
     /// A mailbox that holds at most `backlog_bytes_max` of messages.
-    pub fn new(backlog_bytes_max: usize) -> (Mailbox, mpsc::UnboundedReceiver<ConnMsg>) {
+    pub(crate) fn new(backlog_bytes_max: usize) -> (Mailbox, mpsc::UnboundedReceiver<ConnMsg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             Mailbox {
@@ -87,7 +87,7 @@ impl Mailbox {
     /// Queues a message; a connection whose backlog is over its bound is told
     /// to close instead (a connection that falls behind cannot make the
     /// server hold more).
-    pub fn send(&self, msg: ConnMsg) {
+    pub(crate) fn send(&self, msg: ConnMsg) {
         let bytes = msg.bytes();
         let queued = self.backlog_bytes.fetch_add(bytes, Ordering::Relaxed);
         let msg = if queued + bytes > self.backlog_bytes_max {
@@ -104,7 +104,7 @@ impl Mailbox {
     }
 
     /// Called by the connection for each message it takes.
-    pub fn taken(&self, msg: &ConnMsg) {
+    pub(crate) fn taken(&self, msg: &ConnMsg) {
         self.backlog_bytes.fetch_sub(msg.bytes(), Ordering::Relaxed);
     }
 }
@@ -115,7 +115,7 @@ impl Mailbox {
 /// replies go out (each connection may always have one request in), so a
 /// crowd of clients queues in their sockets, not in the server.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     requests: AtomicUsize,
     bytes: AtomicUsize,
     requests_max: usize,
@@ -123,7 +123,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(requests_max: usize, bytes_max: usize) -> Self {
+    pub(crate) fn new(requests_max: usize, bytes_max: usize) -> Self {
         Budget {
             requests: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -133,30 +133,30 @@ impl Budget {
     }
 
     /// A request of `bytes` arrived.
-    pub fn take(&self, bytes: usize) {
+    pub(crate) fn take(&self, bytes: usize) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// `count` requests of `bytes` in all were answered (or dropped).
-    pub fn give_back(&self, count: usize, bytes: usize) {
+    pub(crate) fn give_back(&self, count: usize, bytes: usize) {
         self.requests.fetch_sub(count, Ordering::Relaxed);
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    pub fn exhausted(&self) -> bool {
+    pub(crate) fn exhausted(&self) -> bool {
         self.requests.load(Ordering::Relaxed) > self.requests_max
             || self.bytes.load(Ordering::Relaxed) > self.bytes_max
     }
 
     /// Requests in flight (`zk_outstanding_requests`).
-    pub fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
     }
 }
 
 /// A connection as the rest of the server sees it.
-pub struct ConnEntry {
+pub(crate) struct ConnEntry {
     pub mailbox: Mailbox,
     pub identities: Arc<[Id]>,
     pub session_id: i64,
@@ -165,21 +165,21 @@ pub struct ConnEntry {
 }
 
 impl ConnEntry {
-    pub fn send(&self, msg: ConnMsg) {
+    pub(crate) fn send(&self, msg: ConnMsg) {
         self.mailbox.send(msg);
     }
 }
 
 /// This server's client connections and which one holds each session.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     pub conns: HashMap<ConnId, ConnEntry>,
     pub by_session: HashMap<i64, ConnId>,
 }
 
 impl Registry {
     /// Sends to the connection holding `session_id`, if any.
-    pub fn send_to_session(&self, session_id: i64, msg: ConnMsg) {
+    pub(crate) fn send_to_session(&self, session_id: i64, msg: ConnMsg) {
         if let Some(entry) = self
             .by_session
             .get(&session_id)
@@ -191,13 +191,13 @@ impl Registry {
 }
 
 /// A write on its way into the log.
-pub type Proposal = Entry;
+pub(crate) type Proposal = Entry;
 
 /// Bytes of requests in flight server-wide (see [`Budget`]): a few hundred
 /// 1 MB writes, far more small ones than `globalOutstandingLimit` admits.
-pub const GLOBAL_REQUEST_BYTES_MAX: usize = 256 << 20;
+pub(crate) const GLOBAL_REQUEST_BYTES_MAX: usize = 256 << 20;
 
-pub struct Shared {
+pub(crate) struct Shared {
     pub config: Config,
     pub server_id: u64,
     state: RwLock<State>,
@@ -221,7 +221,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         server_id: u64,
         state: State,
@@ -248,50 +248,50 @@ impl Shared {
         }
     }
 
-    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("state lock poisoned")
     }
 
-    pub fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+    pub(crate) fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().expect("state lock poisoned")
     }
 
-    pub fn mark(&self) -> AppliedMark {
+    pub(crate) fn mark(&self) -> AppliedMark {
         self.mark.lock().expect("mark lock poisoned").clone()
     }
 
     /// Records the raft position; call only while holding `state_mut()`.
-    pub fn set_mark(&self, mark: AppliedMark) {
+    pub(crate) fn set_mark(&self, mark: AppliedMark) {
         *self.mark.lock().expect("mark lock poisoned") = mark;
     }
 
-    pub fn watches(&self) -> MutexGuard<'_, WatchTable> {
+    pub(crate) fn watches(&self) -> MutexGuard<'_, WatchTable> {
         self.watches.lock().expect("watch lock poisoned")
     }
 
-    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().expect("registry lock poisoned")
     }
 
-    pub fn tracker(&self) -> MutexGuard<'_, SessionTracker> {
+    pub(crate) fn tracker(&self) -> MutexGuard<'_, SessionTracker> {
         self.tracker.lock().expect("tracker lock poisoned")
     }
 
     /// Server id (16 bits), incarnation (16 bits), then a counter.
-    pub fn next_conn_id(&self) -> ConnId {
+    pub(crate) fn next_conn_id(&self) -> ConnId {
         (self.server_id << roost_core::ORIGIN_SERVER_SHIFT)
             | (self.incarnation << 32)
             | (self.next_conn.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
     }
 
     /// Whether this server leads (and so expires sessions and reaps nodes).
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.consensus.get().is_some_and(|c| c.is_leader())
     }
 
     /// A fresh session id: ZooKeeper's layout, server id in the top byte and
     /// the start time below it, counting up.
-    pub fn next_session_id(&self) -> i64 {
+    pub(crate) fn next_session_id(&self) -> i64 {
         self.next_session.fetch_add(1, Ordering::Relaxed) as i64
     }
 }
@@ -303,7 +303,7 @@ fn initial_session_id(server_id: u64, now_ms: u64) -> u64 {
 }
 
 /// Milliseconds since the epoch, as ZooKeeper stamps ctime/mtime.
-pub fn wall_clock_ms() -> u64 {
+pub(crate) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -8,7 +8,7 @@ use roost_proto::OpCode;
 
 /// Request latency in ms: min, max and a running sum for the average.
 #[derive(Debug)]
-pub struct Latency {
+pub(crate) struct Latency {
     min_ms: AtomicU64,
     max_ms: AtomicU64,
     total_ms: AtomicU64,
@@ -27,7 +27,7 @@ impl Default for Latency {
 }
 
 impl Latency {
-    pub fn record(&self, since: Instant) {
+    pub(crate) fn record(&self, since: Instant) {
         let ms = since.elapsed().as_millis() as u64;
         self.min_ms.fetch_min(ms, Ordering::Relaxed);
         self.max_ms.fetch_max(ms, Ordering::Relaxed);
@@ -35,18 +35,18 @@ impl Latency {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn min(&self) -> u64 {
+    pub(crate) fn min(&self) -> u64 {
         match self.min_ms.load(Ordering::Relaxed) {
             u64::MAX => 0,
             v => v,
         }
     }
 
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         self.max_ms.load(Ordering::Relaxed)
     }
 
-    pub fn avg(&self) -> f64 {
+    pub(crate) fn avg(&self) -> f64 {
         let count = self.count.load(Ordering::Relaxed);
         if count == 0 {
             0.0
@@ -55,7 +55,7 @@ impl Latency {
         }
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.min_ms.store(u64::MAX, Ordering::Relaxed);
         self.max_ms.store(0, Ordering::Relaxed);
         self.total_ms.store(0, Ordering::Relaxed);
@@ -65,7 +65,7 @@ impl Latency {
 
 /// Server-wide counters.
 #[derive(Debug, Default)]
-pub struct ServerStats {
+pub(crate) struct ServerStats {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
     pub latency: Latency,
@@ -79,13 +79,13 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.packets_received.store(0, Ordering::Relaxed);
         self.packets_sent.store(0, Ordering::Relaxed);
         self.latency.reset();
     }
 
-    pub fn record_response_size(&self, bytes: usize) {
+    pub(crate) fn record_response_size(&self, bytes: usize) {
         let bytes = bytes as u64;
         self.last_response_size.store(bytes, Ordering::Relaxed);
         self.max_response_size.fetch_max(bytes, Ordering::Relaxed);
@@ -98,7 +98,7 @@ impl ServerStats {
 
 /// One connection's counters, for `cons`.
 #[derive(Debug)]
-pub struct ConnStats {
+pub(crate) struct ConnStats {
     pub established_ms: u64,
     pub received: AtomicU64,
     pub sent: AtomicU64,
@@ -112,7 +112,7 @@ pub struct ConnStats {
 }
 
 impl ConnStats {
-    pub fn new(established_ms: u64) -> Self {
+    pub(crate) fn new(established_ms: u64) -> Self {
         ConnStats {
             established_ms,
             received: AtomicU64::new(0),
@@ -127,7 +127,7 @@ impl ConnStats {
         }
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.received.store(0, Ordering::Relaxed);
         self.sent.store(0, Ordering::Relaxed);
         self.latency.reset();
@@ -135,7 +135,7 @@ impl ConnStats {
 }
 
 /// The four-letter op names `cons` shows (ZooKeeper's `lop`).
-pub fn last_op_name(opcode: OpCode) -> &'static str {
+pub(crate) fn last_op_name(opcode: OpCode) -> &'static str {
     match opcode {
         OpCode::Ping => "PING",
         OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => "CREA",

@@ -15,7 +15,7 @@ struct Tracked {
 }
 
 #[derive(Debug, Default)]
-pub struct SessionTracker {
+pub(crate) struct SessionTracker {
     sessions: HashMap<i64, Tracked>,
     /// Sessions heard from since the last report to the leader (followers).
     touched: HashSet<i64>,
@@ -23,7 +23,7 @@ pub struct SessionTracker {
 
 impl SessionTracker {
     /// Starts (or restarts) tracking a session with a full timeout from now.
-    pub fn add(&mut self, session_id: i64, timeout_ms: i32) {
+    pub(crate) fn add(&mut self, session_id: i64, timeout_ms: i32) {
         let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
         self.sessions.insert(
             session_id,
@@ -35,7 +35,7 @@ impl SessionTracker {
     }
 
     /// Pushes a session's deadline back; false if it is not tracked (expired or closed).
-    pub fn touch(&mut self, session_id: i64) -> bool {
+    pub(crate) fn touch(&mut self, session_id: i64) -> bool {
         match self.sessions.get_mut(&session_id) {
             Some(t) => {
                 t.deadline = Instant::now() + t.timeout;
@@ -47,29 +47,29 @@ impl SessionTracker {
     }
 
     /// Sessions touched since the last call (a follower reports them to the leader).
-    pub fn take_touched(&mut self) -> Vec<i64> {
+    pub(crate) fn take_touched(&mut self) -> Vec<i64> {
         self.touched.drain().collect()
     }
 
     /// Gives every session a full timeout from now (a new leader does this,
     /// so a leader change never expires a live session).
-    pub fn rearm_all(&mut self) {
+    pub(crate) fn rearm_all(&mut self) {
         let now = Instant::now();
         for t in self.sessions.values_mut() {
             t.deadline = now + t.timeout;
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.sessions.clear();
     }
 
-    pub fn remove(&mut self, session_id: i64) {
+    pub(crate) fn remove(&mut self, session_id: i64) {
         self.sessions.remove(&session_id);
     }
 
     /// Removes and returns the sessions whose deadline is before `now`, at most `limit`.
-    pub fn take_expired(&mut self, now: Instant, limit: usize) -> Vec<i64> {
+    pub(crate) fn take_expired(&mut self, now: Instant, limit: usize) -> Vec<i64> {
         let mut expired: Vec<i64> = self
             .sessions
             .iter()
@@ -85,7 +85,7 @@ impl SessionTracker {
     }
 
     /// Tracked sessions with the time left before they expire.
-    pub fn deadlines(&self, now: Instant) -> Vec<(i64, Duration)> {
+    pub(crate) fn deadlines(&self, now: Instant) -> Vec<(i64, Duration)> {
         let mut out: Vec<_> = self
             .sessions
             .iter()

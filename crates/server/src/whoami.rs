@@ -6,7 +6,7 @@ use roost_proto::{ClientInfo, Id};
 
 /// whoAmI's list, in the order ZooKeeper iterates its identity set (a Java
 /// `ConcurrentHashMap` of 16 bins keyed by `Id.hashCode`).
-pub fn client_infos(identities: &[Id]) -> Vec<ClientInfo> {
+pub(crate) fn client_infos(identities: &[Id]) -> Vec<ClientInfo> {
     let mut ordered: Vec<(usize, usize, &Id)> = identities
         .iter()
         .enumerate()

@@ -238,6 +238,6 @@ impl<F: FileSystem + Clone> FileSystem for FaultyFs<F> {
 }
 
 /// Whether an I/O error means the disk (or quota) is full.
-pub fn is_disk_full(e: &io::Error) -> bool {
+pub(crate) fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(28) | Some(122))
 }

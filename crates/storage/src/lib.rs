@@ -7,12 +7,15 @@
 //! - [`fs`]: the file-system trait all of it goes through, with a
 //!   fault-injecting implementation for tests.
 
-pub mod error;
-pub mod fs;
+// Items are crate-private unless the crate root re-exports them.
+#![warn(unreachable_pub)]
+
+mod error;
+mod fs;
 pub mod meta;
 pub mod snapshot;
-pub mod wal;
+mod wal;
 
 pub use error::StorageError;
-pub use fs::{Faults, FaultyFs, FileSystem, StdFs};
+pub use fs::{Faults, FaultyFs, FileSystem, StdFs, StorageFile};
 pub use wal::{preallocate_spare, Record, UnsyncedSegment, Wal, WalOptions};

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::log_store::LogStore;
+use crate::state_machine::{MemoryHost, SnapshotPolicy, SnapshotStore, StateMachine};
+use crate::types::{StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
-use roost_consensus::log_store::LogStore;
-use roost_consensus::state_machine::{SnapshotPolicy, SnapshotStore, StateMachine};
-use roost_consensus::types::{StorageError, TypeConfig};
-use roost_consensus::MemoryHost;
 use roost_core::StateConfig;
 use roost_storage::{StdFs, WalOptions};
 use tempfile::TempDir;
@@ -40,6 +39,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
                 entries: 0,
                 bytes: 0,
             },
+            (0, 0),
         );
         Ok((dir, log, machine))
     }
