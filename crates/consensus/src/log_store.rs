@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
+use crate::bounds::Bounds;
+use crate::types::{entry_wire_bytes, LogId, RaftEntry, StorageError, TypeConfig, Vote};
 
 const VOTE_FILE: &str = "raft-vote";
 const LOG_META_FILE: &str = "raft-log";
@@ -256,6 +257,8 @@ struct Inner {
     cache: Mutex<Cache>,
     disk: Arc<Disk>,
     writer: Mutex<mpsc::Sender<Write>>,
+    /// Entries one AppendEntries carries at most.
+    replication_bytes_max: usize,
 }
 
 fn io_error(e: impl std::fmt::Display) -> StorageError {
@@ -270,14 +273,15 @@ impl LogStore {
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: WalOptions,
-        cache_bytes_max: usize,
+        bounds: &Bounds,
     ) -> Result<LogStore, DiskError> {
         let segment_bytes = options.segment_bytes;
+        let cache_bytes_max = bounds.log_cache_bytes_max;
         let options = WalOptions {
             recovered_bytes_max: cache_bytes_max as u64,
             ..options
         };
-        let (wal, records) = Wal::open(fs.clone(), dir, options)?;
+        let (mut wal, records) = Wal::open(fs.clone(), dir, options)?;
         let vote = match meta::read_checked(&*fs, &dir.join(VOTE_FILE))? {
             Some(bytes) => Some(
                 postcard::from_bytes::<Vote>(&bytes)
@@ -291,6 +295,14 @@ impl LogStore {
             None => LogMeta::default(),
         };
         let purged_index = log_meta.last_purged.map(|l| l.index);
+        if let (Some(purged), Some(last)) = (purged_index, wal.last_index()) {
+            if last <= purged {
+                // A crash between persisting the purge point and clearing the
+                // log (a snapshot replaced it): finish the clear, or the next
+                // append, at purged + 1, would leave a hole after `last`.
+                wal.clear()?;
+            }
+        }
         let mut cache = Cache {
             first_index: 0,
             entries: VecDeque::with_capacity(records.len()),
@@ -343,6 +355,7 @@ impl LogStore {
                 cache: Mutex::new(cache),
                 disk,
                 writer: Mutex::new(writer),
+                replication_bytes_max: bounds.replication_bytes_max,
             }),
         })
     }
@@ -385,26 +398,6 @@ impl LogStore {
         outcome
             .await
             .unwrap_or_else(|_| Err(DiskError::Invariant("the log writer stopped".into())))
-    }
-
-    /// Reads the entries of `from..=to` that the WAL holds (they are no longer
-    /// in memory) back from it.
-    fn read_from_disk(&self, from: u64, to: u64) -> Result<Vec<RaftEntry>, StorageError> {
-        let wal = self.inner.disk.wal();
-        let Some(first) = wal.first_index() else {
-            return Ok(Vec::new());
-        };
-        (from.max(first)..=to)
-            .map(|index| {
-                let record = wal.read(index).map_err(|e| {
-                    StorageError::from(StorageIOError::read_log_at_index(
-                        index,
-                        openraft::AnyError::error(e.to_string()),
-                    ))
-                })?;
-                decode_entry(index, &record.payload)
-            })
-            .collect()
     }
 
     /// The entry at `index`, from memory or the WAL; `None` if the log does
@@ -590,52 +583,121 @@ fn run_preallocator(
     }
 }
 
+impl LogStore {
+    /// Entries from `start` through `end` (clamped to the log), in order,
+    /// stopping once they exceed `bytes_max` (at least one is returned). The
+    /// ones still in memory are copied out first; the rest are read from the
+    /// WAL with the cache released, so a slow disk never holds up `append`.
+    fn entries_within(
+        &self,
+        start: Bound<&u64>,
+        end: Bound<&u64>,
+        bytes_max: usize,
+    ) -> Result<Vec<RaftEntry>, StorageError> {
+        let (on_disk, cached) = {
+            let cache = self.cache();
+            let Some(last) = cache.last_log_id().map(|l| l.index) else {
+                return Ok(Vec::new());
+            };
+            let first = cache.meta.last_purged.map_or(0, |p| p.index + 1);
+            let start = match start {
+                Bound::Included(s) => *s,
+                Bound::Excluded(s) => s.saturating_add(1),
+                Bound::Unbounded => first,
+            }
+            .max(first);
+            let end = match end {
+                Bound::Included(e) => *e,
+                Bound::Excluded(e) => match e.checked_sub(1) {
+                    Some(e) => e,
+                    None => return Ok(Vec::new()),
+                },
+                Bound::Unbounded => last,
+            }
+            .min(last);
+            if start > end {
+                return Ok(Vec::new());
+            }
+            let cached_from = if cache.entries.is_empty() {
+                end + 1
+            } else {
+                cache.first_index
+            };
+            let mut cached = Vec::new();
+            if end >= cached_from {
+                let from = (start.max(cached_from) - cached_from) as usize;
+                let to = (end - cached_from) as usize;
+                let mut bytes = 0;
+                for entry in cache.entries.range(from..=to) {
+                    if !cached.is_empty() && bytes > bytes_max {
+                        break;
+                    }
+                    let entry = entry.entry()?;
+                    bytes += entry_wire_bytes(&entry);
+                    cached.push(entry);
+                }
+            }
+            // The entries before memory come from the WAL.
+            let on_disk = (start < cached_from).then(|| (start, end.min(cached_from - 1)));
+            (on_disk, cached)
+        };
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        if let Some((from, to)) = on_disk {
+            // The log may begin after `from` (it started later than index 0).
+            let first = self.inner.disk.wal().first_index().unwrap_or(to + 1);
+            for index in from.max(first)..=to {
+                if !entries.is_empty() && bytes > bytes_max {
+                    // The budget is spent before memory: stop here.
+                    return Ok(entries);
+                }
+                let entry = self.read_from_disk(index)?;
+                bytes += entry_wire_bytes(&entry);
+                entries.push(entry);
+            }
+        }
+        // Everything before memory was read: what memory held follows.
+        for entry in cached {
+            if !entries.is_empty() && bytes > bytes_max {
+                break;
+            }
+            bytes += entry_wire_bytes(&entry);
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Reads an entry no longer in memory back from the WAL. Every entry
+    /// after the purge point and before memory is there: one missing is a
+    /// broken invariant, reported rather than skipped (a gap would be worse).
+    fn read_from_disk(&self, index: u64) -> Result<RaftEntry, StorageError> {
+        let record = self.inner.disk.wal().read(index).map_err(|e| {
+            StorageError::from(StorageIOError::read_log_at_index(
+                index,
+                openraft::AnyError::error(e.to_string()),
+            ))
+        })?;
+        decode_entry(index, &record.payload)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<RaftEntry>, StorageError> {
-        let cache = self.cache();
-        let Some(last) = cache.last_log_id().map(|l| l.index) else {
-            return Ok(Vec::new());
-        };
-        let first = cache.meta.last_purged.map_or(0, |p| p.index + 1);
-        let start = match range.start_bound() {
-            Bound::Included(s) => *s,
-            Bound::Excluded(s) => s.saturating_add(1),
-            Bound::Unbounded => first,
-        }
-        .max(first);
-        let end = match range.end_bound() {
-            Bound::Included(e) => *e,
-            Bound::Excluded(e) => match e.checked_sub(1) {
-                Some(e) => e,
-                None => return Ok(Vec::new()),
-            },
-            Bound::Unbounded => last,
-        }
-        .min(last);
-        if start > end {
-            return Ok(Vec::new());
-        }
-        let cached_from = if cache.entries.is_empty() {
-            end + 1
-        } else {
-            cache.first_index
-        };
-        let mut entries = if start < cached_from {
-            self.read_from_disk(start, end.min(cached_from - 1))?
-        } else {
-            Vec::new()
-        };
-        if end >= cached_from {
-            let from = (start.max(cached_from) - cached_from) as usize;
-            let to = (end - cached_from) as usize;
-            for cached in cache.entries.range(from..=to) {
-                entries.push(cached.entry()?);
-            }
-        }
-        Ok(entries)
+        self.entries_within(range.start_bound(), range.end_bound(), usize::MAX)
+    }
+
+    /// What one AppendEntries carries: at most `replication_bytes_max` of
+    /// entries, so replication never reads far more than it sends.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<RaftEntry>, StorageError> {
+        let bytes_max = self.inner.replication_bytes_max;
+        self.entries_within(Bound::Included(&start), Bound::Excluded(&end), bytes_max)
     }
 }
 
@@ -743,5 +805,50 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             meta,
         })
         .map_err(io_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::testing::blank_ent;
+    use roost_storage::StdFs;
+
+    fn open(dir: &Path) -> LogStore {
+        LogStore::open(
+            Arc::new(StdFs),
+            dir,
+            WalOptions::default(),
+            &Bounds::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_the_purge_point_and_clearing_the_log_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let entries: Vec<RaftEntry> = (1..=5).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
+        log.blocking_append(entries).await.unwrap();
+        drop(log);
+        // A snapshot at index 10 replaced the log: the purge point became
+        // durable, then the process died before the segments went.
+        let purged = blank_ent::<TypeConfig>(1, 1, 10).log_id;
+        let meta = postcard::to_allocvec(&LogMeta {
+            last_purged: Some(purged),
+        })
+        .unwrap();
+        meta::write_atomic(&StdFs, dir.path(), LOG_META_FILE, &meta).unwrap();
+        let mut log = open(dir.path());
+        assert_eq!(log.last_index(), Some(10));
+        log.blocking_append([blank_ent::<TypeConfig>(1, 1, 11)])
+            .await
+            .unwrap();
+        drop(log);
+        let mut log = open(dir.path());
+        assert_eq!(log.last_index(), Some(11));
+        let read = log.try_get_log_entries(11..12).await.unwrap();
+        assert_eq!(read[0].log_id.index, 11);
     }
 }

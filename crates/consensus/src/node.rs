@@ -341,12 +341,7 @@ impl Consensus {
             batch_bytes_max: bounds.append_bytes_max as u64,
             ..config.wal.clone()
         };
-        let log = LogStore::open(
-            fs.clone(),
-            &config.log_dir,
-            wal_options,
-            bounds.log_cache_bytes_max,
-        )?;
+        let log = LogStore::open(fs.clone(), &config.log_dir, wal_options, &bounds)?;
         info!("log opened in {:?}", started.elapsed());
         let (snapshots, loaded) = SnapshotStore::open(
             fs,
@@ -604,9 +599,11 @@ fn replay_log(log: &LogStore, host: &dyn StateMachineHost) -> Result<(u64, u64),
     };
     let from = from.max(log.purged_index().map_or(0, |p| p + 1));
     for index in from..=last {
-        let Some(entry) = log.entry_at(index)? else {
-            continue;
-        };
+        let entry = log.entry_at(index)?.ok_or_else(|| {
+            DiskError::Invariant(format!(
+                "the log has no entry {index} before its last ({last})"
+            ))
+        })?;
         mark.last_applied = Some(entry.log_id);
         match entry.payload {
             openraft::EntryPayload::Blank => host.apply(&[], &mark),

@@ -12,10 +12,12 @@
 //! buffer grows only as its bytes arrive; a snapshot streams in chunks after
 //! its header, and is refused unless the disk has room for it. At most
 //! `PEER_CONNECTIONS_MAX` peer connections are served at once, and one that
-//! starts no request for `PEER_IDLE_TIMEOUT` is closed (clients drop theirs
-//! sooner, so a request never meets a connection closing under it). Garbage,
-//! an oversized frame or a stranger's connection closes that connection only.
-//! (Authenticating peers comes with TLS.)
+//! does not complete a frame (or a snapshot chunk) within `PEER_IDLE_TIMEOUT`
+//! is closed (clients drop idle ones sooner, so a request never meets a
+//! connection closing under it). Garbage, an oversized frame or a stranger's
+//! connection closes that connection only. Every server of an ensemble must
+//! use the same `jute.maxbuffer`: the bounds derive from it. (Authenticating
+//! peers comes with TLS; until then a stranger can hold connection slots.)
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,7 +41,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use crate::bounds::Bounds;
-use crate::types::{Batch, NodeId, Raft, RaftEntry, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{
+    entry_wire_bytes, Batch, NodeId, Raft, RaftEntry, SnapshotMeta, TypeConfig, Vote,
+};
 
 /// Snapshot bytes per chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -270,7 +274,10 @@ async fn receive_file(stream: &mut TcpStream, path: &Path, size: u64) -> Result<
     let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
     while left > 0 {
         let n = (left as usize).min(chunk.len());
-        stream.read_exact(&mut chunk[..n]).await?;
+        // A sender that stalls mid-snapshot gives up its connection.
+        tokio::time::timeout(PEER_IDLE_TIMEOUT, stream.read_exact(&mut chunk[..n]))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "snapshot stalled"))??;
         out.write_all(&chunk[..n]).await?;
         left -= n as u64;
     }
@@ -484,14 +491,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
-/// Bytes an entry takes in an AppendEntries (close enough to bound a message).
-fn entry_bytes(entry: &RaftEntry) -> usize {
-    match &entry.payload {
-        openraft::EntryPayload::Normal(batch) => batch.encoded().len() + 64,
-        _ => 1024,
-    }
-}
-
 /// Cuts `entries` to the longest prefix within `bytes_max` (at least one
 /// entry). Returns the last entry kept if any were cut off: openraft is then
 /// told of a partial success and sends the rest next.
@@ -503,7 +502,7 @@ fn keep_prefix_within(
     let keep = entries
         .iter()
         .position(|entry| {
-            bytes += entry_bytes(entry);
+            bytes += entry_wire_bytes(entry);
             bytes > bytes_max
         })?
         .max(1);

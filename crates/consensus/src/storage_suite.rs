@@ -21,7 +21,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
             ..WalOptions::default()
         };
         // A small cache: the suite's reads also come back from disk.
-        let log = LogStore::open(Arc::new(StdFs), &dir.path().join("log"), options, 4096)
+        let bounds = crate::Bounds {
+            log_cache_bytes_max: 4096,
+            ..crate::Bounds::default()
+        };
+        let log = LogStore::open(Arc::new(StdFs), &dir.path().join("log"), options, &bounds)
             .expect("open log");
         let (snapshots, _) = SnapshotStore::open(
             Arc::new(StdFs),

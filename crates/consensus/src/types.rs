@@ -219,6 +219,14 @@ mod serde_bytes_compat {
     }
 }
 
+/// Bytes a raft entry takes in an AppendEntries (close enough to bound one).
+pub(crate) fn entry_wire_bytes(entry: &RaftEntry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => batch.encoded().len() + 64,
+        _ => 1024,
+    }
+}
+
 /// A snapshot as openraft passes it around: a file on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotFile {

@@ -156,6 +156,7 @@ impl Handler {
     }
 
     fn unregister(&mut self) {
+        self.record_sent();
         self.shared.watches().remove_watcher(self.id);
         let mut registry = self.shared.registry();
         registry.conns.remove(&self.id);
@@ -572,17 +573,20 @@ impl Handler {
                     _ => {
                         let mut watches = shared.watches();
                         if sets_watch(&request) && !self.may_add_watches(&watches, 1) {
-                            return;
+                            // The connection is closing: this answer is
+                            // dropped, but the request is finished with it.
+                            Err(ErrorCode::MarshallingError)
+                        } else {
+                            state.read(
+                                &request,
+                                Caller {
+                                    session_id: self.session_id,
+                                    identities: &self.identities,
+                                    watcher: self.id,
+                                },
+                                &mut watches,
+                            )
                         }
-                        state.read(
-                            &request,
-                            Caller {
-                                session_id: self.session_id,
-                                identities: &self.identities,
-                                watcher: self.id,
-                            },
-                            &mut watches,
-                        )
                     }
                 };
                 drop(state);
@@ -617,6 +621,9 @@ impl Handler {
             + request.persistent_watches.len()
             + request.persistent_recursive_watches.len();
         if !self.may_add_watches(&watches, requested) {
+            // Closing: the answer is dropped, but the request is finished.
+            self.scheduler
+                .answer(ticket, 0, Err(ErrorCode::MarshallingError));
             return;
         }
         let fired = state.set_watches(&request, self.id, &mut watches);

@@ -130,6 +130,8 @@ pub struct Wal {
     segments: Vec<Segment>,
     /// Preallocated zero-filled files waiting to become segments.
     spares: Vec<PathBuf>,
+    /// Bytes written since the last sync (at most `batch_bytes_max`).
+    unsynced_bytes: u64,
 }
 
 fn segment_name(first_index: u64) -> String {
@@ -276,6 +278,7 @@ impl Wal {
             options,
             segments: Vec::new(),
             spares: Vec::new(),
+            unsynced_bytes: 0,
         };
         let segment_paths: Vec<(u64, PathBuf)> = files
             .iter()
@@ -483,9 +486,6 @@ impl Wal {
                 }
                 end += 1;
             }
-            if start > 0 {
-                self.sync()?;
-            }
             self.append_part(&records[start..end])?;
             start = end;
         }
@@ -509,6 +509,10 @@ impl Wal {
             buf.extend_from_slice(payload);
         }
         let needed = buf.len() as u64;
+        if self.unsynced_bytes > 0 && self.unsynced_bytes + needed > self.options.batch_bytes_max {
+            // Keep what a crash can tear within one batch.
+            self.sync()?;
+        }
         if self
             .segments
             .last()
@@ -539,6 +543,7 @@ impl Wal {
         }
         segment.end = offset;
         segment.dirty = true;
+        self.unsynced_bytes += needed;
         Ok(())
     }
 
@@ -593,6 +598,7 @@ impl Wal {
     /// the caller must sync every one (and stop using the log if one fails)
     /// before it treats those writes as durable.
     pub fn take_unsynced(&mut self) -> Vec<UnsyncedSegment> {
+        self.unsynced_bytes = 0;
         let force_sync = self.options.force_sync;
         self.segments
             .iter_mut()
@@ -643,6 +649,7 @@ impl Wal {
     /// Makes every appended record durable. An error here is fatal: the
     /// caller must stop using the log (fsync is never retried).
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.unsynced_bytes = 0;
         for segment in self.segments.iter_mut().filter(|s| s.dirty) {
             if self.options.force_sync {
                 segment
