@@ -176,6 +176,22 @@ impl RawClient {
         Ok(xid)
     }
 
+    /// Sends requests (next xids) in one write, so the server receives them
+    /// together; returns their xids.
+    pub fn send_together(&mut self, requests: &[Request]) -> anyhow::Result<Vec<i32>> {
+        let mut out = BytesMut::new();
+        let mut xids = Vec::with_capacity(requests.len());
+        for request in requests {
+            let xid = self.next_xid;
+            self.next_xid += 1;
+            request.encode_frame(xid, &mut out);
+            self.pending.insert(xid, request.opcode());
+            xids.push(xid);
+        }
+        self.send_bytes(&out)?;
+        Ok(xids)
+    }
+
     /// Sends a request and waits for its reply; notifications that arrive
     /// first are kept in `events`.
     pub fn call(&mut self, request: &Request) -> anyhow::Result<Frame> {

@@ -225,3 +225,33 @@ fn garbage_and_oversized_frames_on_the_peer_port_close_only_that_connection() {
         assert!(data_of(c.call(&get("/before", false)).unwrap()).is_some());
     }
 }
+
+#[test]
+fn pipelined_reads_of_large_nodes_wait_for_the_client_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RoostProcess::start(dir.path(), &[]).unwrap();
+    let mut client = RawClient::connect(server.addr).unwrap();
+    client.set_receive_buffer(64 << 10).unwrap();
+    let value = vec![7u8; 1_000_000];
+    client
+        .call(&create("/large", &value, CreateMode::Persistent))
+        .unwrap();
+    let rss_before = rss_bytes(server.pid());
+    // 500 reads of a 1 MB node sent at once (500 MB of replies), nothing read yet.
+    const READS: usize = 500;
+    let reads: Vec<Request> = (0..READS).map(|_| get("/large", false)).collect();
+    let xids = client.send_together(&reads).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let grown = rss_bytes(server.pid()).saturating_sub(rss_before);
+    eprintln!("server RSS grew by {} MiB", grown >> 20);
+    // Every reply comes, in order, as the client reads them.
+    for xid in xids {
+        let reply = client.reply_to(xid).unwrap();
+        assert_eq!(data_of(reply).map(|d| d.len()), Some(value.len()));
+    }
+    assert!(
+        grown < 64 << 20,
+        "server memory grew by {} MiB holding replies the client had not read",
+        grown >> 20
+    );
+}

@@ -400,6 +400,8 @@ impl Handler {
                 written = wr.write_buf(self.scheduler.out()), if writing => {
                     written?;
                     self.scheduler.release_written_buffer();
+                    // Reads held back while replies waited may start now.
+                    self.pump().await?;
                 }
                 read = reader.fill(), if accepting => {
                     if read? == 0 {

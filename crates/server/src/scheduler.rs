@@ -16,7 +16,8 @@
 //!
 //! Bounds ([`Limits`]): requests in flight and their bytes (past either, the
 //! connection stops reading until replies go out); bytes waiting to be
-//! written (past `out_pause_bytes` it stops reading; past `out_bytes_max`,
+//! written (past `out_pause_bytes` it stops reading and starts no read, so
+//! pipelined reads of large nodes cannot pile up replies; past `out_bytes_max`,
 //! which only events and write completions can reach, the connection is
 //! closed: a client that does not read cannot make the server hold more);
 //! a reply larger than `reply_bytes_max` is answered MarshallingError.
@@ -165,6 +166,11 @@ impl Scheduler {
         let (_, front) = self.queue.front()?;
         let is_write = matches!(front, Incoming::Request(r) if r.is_write());
         if !is_write && !self.pending.is_empty() {
+            return None;
+        }
+        if !is_write && self.out.len() >= self.limits.out_pause_bytes {
+            // A read's reply can be large: it waits until the client has
+            // taken what is already waiting (writes answer with a Stat).
             return None;
         }
         let (ticket, incoming) = self.queue.pop_front()?;
@@ -776,6 +782,28 @@ mod tests {
         assert!(s.out().is_empty());
         s.notify(3, EventType::NodeDataChanged, "/watched");
         assert!(s.out().is_empty(), "nothing more is queued once closing");
+    }
+
+    #[test]
+    fn reads_wait_while_replies_wait_to_be_written() {
+        let mut s = Scheduler::new(limits());
+        let now = Instant::now();
+        s.receive(1, Incoming::Request(read("/big")), 10, now);
+        s.receive(2, Incoming::Request(read("/big")), 10, now);
+        s.receive(3, Incoming::Request(write("/big")), 10, now);
+        let Some(Job::Read(ticket, _)) = s.next_job() else {
+            panic!("the first read starts")
+        };
+        s.answer(ticket, 1, Ok(Response::Empty));
+        while s.out().len() < limits().out_pause_bytes {
+            s.notify(1, EventType::NodeDataChanged, "/watched");
+        }
+        assert!(
+            s.next_job().is_none(),
+            "the second read waits for the client"
+        );
+        s.out().clear();
+        assert!(matches!(s.next_job(), Some(Job::Read(..))));
     }
 
     #[test]
