@@ -7,6 +7,8 @@ Apache ZooKeeper alike (raw ZooKeeper protocol, standard library only):
   slow   a client watching a node recursively stops reading its socket while
          another session changes the node SETS times: every change is an event
          for the slow client
+  znodes one session creates COUNT persistent znodes (40-byte paths, 100-byte
+         data, 500 in flight): what the tree costs per znode
 
   bench-memory.py HOST:PORT SERVER_PID storm|slow [SESSIONS|SETS]
 
@@ -231,11 +233,60 @@ def slow(host, port, pid, sets):
     }
 
 
+def znodes(host, port, pid, count):
+    sock = socket.create_connection((host, port), timeout=60)
+    sock.sendall(connect_request())
+    read_frame(sock)
+    sock.sendall(create(1, "/z"))
+    read_frame(sock)
+    time.sleep(1)
+    before = rss_mib(pid)
+    peak = Peak(pid)
+    value = b"d" * 100
+    started = time.time()
+    sent = acked = errors = 0
+    window = 500
+    while acked < count:
+        batch = []
+        while sent - acked < window and sent < count:
+            # "/z/" + 37 characters: 40-byte paths.
+            batch.append(create(sent + 10, f"/z/n{sent:036d}", value))
+            sent += 1
+        if batch:
+            sock.sendall(b"".join(batch))
+        payload = read_frame(sock)
+        if payload is None:
+            break
+        rxid, err = reply_err(payload)
+        if rxid < 0:
+            continue
+        acked += 1
+        errors += err != 0
+    secs = time.time() - started
+    time.sleep(3)
+    during = peak.stop()
+    after = rss_mib(pid)
+    sock.close()
+    return {
+        "load": "znodes",
+        "znodes": count,
+        "acked": acked,
+        "errors": errors,
+        "create_s": round(secs, 2),
+        "rss_before_mib": round(before, 1),
+        "rss_peak_mib": round(during, 1),
+        "rss_after_mib": round(after, 1),
+        "bytes_per_znode": round((after - before) * 1048576 / max(count, 1)),
+    }
+
+
 def main():
     host, port = sys.argv[1].rsplit(":", 1)
     pid, load = int(sys.argv[2]), sys.argv[3]
     if load == "storm":
         result = storm(host, int(port), pid, int(sys.argv[4]) if len(sys.argv) > 4 else 2000)
+    elif load == "znodes":
+        result = znodes(host, int(port), pid, int(sys.argv[4]) if len(sys.argv) > 4 else 200000)
     else:
         result = slow(host, int(port), pid, int(sys.argv[4]) if len(sys.argv) > 4 else 100000)
     print(json.dumps(result))

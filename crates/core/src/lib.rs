@@ -26,5 +26,8 @@ pub use entry::{
     IDENTITY_BYTES_MAX, ORIGIN_SERVER_SHIFT,
 };
 pub use state::{Applied, Caller, Session, State, StateConfig, TTL_MS_MAX};
-pub use tree::{NameSet, Node, NodeKind, Tree, Trigger};
+pub use tree::{
+    DuplicateChild, NameSet, Node, NodeId, NodeInit, NodeKind, Tree, TreeBuilder, Trigger,
+    CHUNK_SLOTS,
+};
 pub use watch::{WatchKind, WatchTable, WatcherId};

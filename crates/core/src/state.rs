@@ -118,7 +118,7 @@ impl State {
         if self.config.membership.is_empty() {
             return;
         }
-        let data = Some(self.config.membership.clone());
+        let data = Some(&self.config.membership[..]);
         self.tree
             .set_data(path::CONFIG, data, -1, 0, 0, &mut Vec::new());
     }
@@ -342,7 +342,10 @@ impl State {
             return Err(ErrorCode::BadArguments);
         }
         let acl = acl::fixup(&request.acl, &entry.identities)?;
-        let parent = self.tree.get(parent_path).ok_or(ErrorCode::NoNode)?;
+        let (parent_id, parent) = self
+            .tree
+            .get_with_id(parent_path)
+            .ok_or(ErrorCode::NoNode)?;
         acl::check(&parent.acl, perms::CREATE, &entry.identities)?;
         let created_path = if mode.is_sequential() {
             format!("{requested}{:010}", parent.child_creates)
@@ -352,10 +355,12 @@ impl State {
         if !path::is_valid(&created_path) {
             return Err(ErrorCode::BadArguments);
         }
-        if self.tree.contains(&created_path) {
+        let (_, name) = path::split(&created_path).ok_or(ErrorCode::BadArguments)?;
+        // An empty name is the root itself ("/"), which exists.
+        if name.is_empty() || self.tree.has_child(parent_id, name) {
             return Err(ErrorCode::NodeExists);
         }
-        if matches!(parent.kind, NodeKind::Ephemeral(_)) {
+        if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let kind = match opcode {
@@ -365,9 +370,10 @@ impl State {
             _ => NodeKind::Persistent,
         };
         let stat = self.tree.create(
+            parent_id,
             &created_path,
-            request.data.clone(),
-            Arc::new(acl),
+            request.data.as_deref(),
+            acl,
             kind,
             zxid,
             entry.time_ms,
@@ -397,7 +403,7 @@ impl State {
         acl::check(&parent.acl, perms::DELETE, &entry.identities)?;
         let node = self.tree.get(p).ok_or(ErrorCode::NoNode)?;
         check_version(node.version, request.version)?;
-        if !node.children.is_empty() {
+        if node.has_children() {
             return Err(ErrorCode::NotEmpty);
         }
         self.remove_node(p, zxid, triggers);
@@ -407,7 +413,7 @@ impl State {
     /// Deletes a childless node and forgets it in its owner's ephemerals.
     fn remove_node(&mut self, p: &str, zxid: i64, triggers: &mut Vec<Trigger>) {
         let node = self.tree.delete(p, zxid, triggers);
-        if let NodeKind::Ephemeral(owner) = node.kind {
+        if let NodeKind::Ephemeral(owner) = node.kind() {
             if let Some(session) = self.sessions.get_mut(&owner) {
                 session.ephemerals.remove(p);
             }
@@ -430,7 +436,7 @@ impl State {
         let version = check_version(node.version, request.version)?;
         let stat = self.tree.set_data(
             p,
-            request.data.clone(),
+            request.data.as_deref(),
             version,
             zxid,
             entry.time_ms,
@@ -448,11 +454,7 @@ impl State {
         let node = self.tree.get(p).ok_or(ErrorCode::NoNode)?;
         acl::check(&node.acl, perms::ADMIN, &entry.identities)?;
         let aversion = check_version(node.aversion, request.version)?;
-        Ok(OpOutcome::AclSet(self.tree.set_acl(
-            p,
-            Arc::new(acl),
-            aversion,
-        )))
+        Ok(OpOutcome::AclSet(self.tree.set_acl(p, acl, aversion)))
     }
 
     fn check_version(
@@ -489,7 +491,7 @@ impl State {
         triggers: &mut Vec<Trigger>,
     ) -> Result<(), ErrorCode> {
         let node = self.tree.get(p).ok_or(ErrorCode::NoNode)?;
-        if !node.children.is_empty() {
+        if node.has_children() {
             return Err(ErrorCode::NotEmpty);
         }
         if !is_reapable(node, now_ms) {
@@ -539,14 +541,14 @@ impl State {
                 if r.watch {
                     watches.add_one_shot(caller.watcher, &r.path, WatchKind::Data);
                 }
-                Ok(Response::GetData(node.data.clone(), node.stat()))
+                Ok(Response::GetData(node.data(), node.stat()))
             }
             Request::GetChildren(r) | Request::GetChildren2(r) => {
                 let node = self.readable(&r.path, perms::READ, ids)?;
                 if r.watch {
                     watches.add_one_shot(caller.watcher, &r.path, WatchKind::Child);
                 }
-                let children = node.children.iter().map(|c| c.to_string()).collect();
+                let children = self.tree.child_names(node);
                 Ok(match request {
                     Request::GetChildren(_) => Response::Children(children),
                     _ => Response::Children2(children, node.stat()),
@@ -590,14 +592,10 @@ impl State {
                     let result = match op {
                         MultiOp::GetData(r) => self
                             .readable(&r.path, perms::READ, ids)
-                            .map(|n| MultiResult::GetData(n.data.clone(), n.stat())),
-                        MultiOp::GetChildren(r) => {
-                            self.readable(&r.path, perms::READ, ids).map(|n| {
-                                MultiResult::GetChildren(
-                                    n.children.iter().map(|c| c.to_string()).collect(),
-                                )
-                            })
-                        }
+                            .map(|n| MultiResult::GetData(n.data(), n.stat())),
+                        MultiOp::GetChildren(r) => self
+                            .readable(&r.path, perms::READ, ids)
+                            .map(|n| MultiResult::GetChildren(self.tree.child_names(n))),
                         _ => return Err(ErrorCode::MarshallingError),
                     };
                     results.push(result.unwrap_or_else(MultiResult::Error));
@@ -712,10 +710,10 @@ fn mask_digest(a: &Acl) -> Acl {
 /// An empty container that once had children, or an empty TTL node unmodified
 /// for longer than its TTL.
 fn is_reapable(node: &Node, now_ms: i64) -> bool {
-    if !node.children.is_empty() {
+    if node.has_children() {
         return false;
     }
-    match node.kind {
+    match node.kind() {
         NodeKind::Container => node.child_creates > 0,
         NodeKind::Ttl(ttl_ms) => ttl_ms != 0 && now_ms.saturating_sub(node.mtime) > ttl_ms,
         _ => false,

@@ -1,10 +1,33 @@
-//! The data tree: znodes by path, with ZooKeeper's exact Stat semantics.
+//! The data tree: znodes in a compact arena, with ZooKeeper's exact Stat semantics.
 //!
-//! Nodes live in persistent maps (`imbl`), so cloning the whole tree is O(1):
-//! that is how snapshots are taken off the apply path and how a failed multi
-//! is rolled back. The tree itself does no validation; [`crate::State`] checks
-//! versions, ACLs and sessions first and then calls the mutators here, which
-//! record the watch triggers a change causes.
+//! # Layout
+//! Nodes live in an arena of fixed-size chunks addressed by a `u32` id. A node
+//! stores only its last path segment; its parent, first child and siblings are
+//! ids (children form a doubly linked list, so a create or delete under a
+//! parent with a million children is O(1)). One hash index maps
+//! `(parent id, segment)` to an id, so a path lookup is one probe per segment.
+//! Chunks sit behind an `Arc`: cloning the tree (a snapshot, taken at one log
+//! index) copies the chunk pointers and the index, and a later write copies
+//! only the chunk it touches (copy-on-write, [`CHUNK_SLOTS`] nodes at a time).
+//!
+//! # Budget per znode (64-bit), beyond its name segment and data
+//! - arena slot: 112 bytes ([`Node`]: stat 64, links and counts 20, ACL
+//!   pointer 8, name+data pointer 16, lengths and flags);
+//! - name and data share one heap block: 16 bytes of reference counts plus
+//!   the allocator's header and rounding (~16);
+//! - index: 4 bytes and a control byte per entry, at 50–87% load (~8);
+//! - per child link: nothing beyond the child's own slot (the list is
+//!   threaded through the children);
+//! - ACLs: shared by `Arc`; [`crate::State`] interns equal lists, so a node
+//!   with a common ACL pays only its pointer.
+//!
+//! So about 150 bytes plus the segment and the data. Freed slots are reused
+//! (last freed first); the arena does not shrink.
+//!
+//! The tree does no validation; [`crate::State`] checks versions, ACLs and
+//! sessions first and then calls the mutators here, which record the watch
+//! triggers a change causes. While a multi runs, every change is journaled
+//! and [`Tree::rollback`] undoes them in reverse order.
 //!
 //! Stat quirks kept on purpose (they are visible to clients):
 //! - the stored child version counts *creates* only; clients see
@@ -13,13 +36,24 @@
 //! - deleting a child moves the parent's pzxid but not its stored cversion;
 //! - container and TTL nodes report `ephemeralOwner` 0.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use imbl::{HashMap, OrdSet};
+use hashbrown::HashTable;
+use imbl::OrdSet;
 use roost_proto::{Acl, EventType, Stat};
 
 use crate::path;
+
+/// Nodes per copy-on-write chunk: small enough that the first write to a
+/// chunk after a snapshot copies ~57 KB, large enough that a snapshot of a
+/// million nodes clones ~2,000 pointers.
+pub const CHUNK_SLOTS: usize = 512;
+
+/// No node (an absent parent, child or sibling).
+const NIL: u32 = u32::MAX;
+const ROOT: u32 = 0;
 
 /// What kind of node this is; decides ephemeral cleanup and reaping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +67,33 @@ pub enum NodeKind {
     Ttl(i64),
 }
 
-/// A sorted set of names (a node's children, a session's ephemerals) that
-/// allocates nothing while empty: most nodes are leaves and most sessions
-/// own no ephemerals, and an `imbl` set allocates a whole B-tree node up front.
+impl NodeKind {
+    fn pack(self) -> (u8, i64) {
+        match self {
+            NodeKind::Persistent => (0, 0),
+            NodeKind::Ephemeral(owner) => (1, owner),
+            NodeKind::Container => (2, 0),
+            NodeKind::Ttl(ms) => (3, ms),
+        }
+    }
+
+    fn unpack(tag: u8, value: i64) -> NodeKind {
+        match tag & KIND_MASK {
+            0 => NodeKind::Persistent,
+            1 => NodeKind::Ephemeral(value),
+            2 => NodeKind::Container,
+            _ => NodeKind::Ttl(value),
+        }
+    }
+}
+
+const KIND_MASK: u8 = 0b11;
+/// The client stored null data (ZooKeeper returns it as null, not empty).
+const DATA_NULL: u8 = 0b100;
+
+/// A sorted set of names (a session's ephemerals) that allocates nothing
+/// while empty: most sessions own no ephemerals, and an `imbl` set allocates a
+/// whole B-tree node up front.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameSet(Option<OrdSet<Arc<str>>>);
 
@@ -73,11 +131,14 @@ impl FromIterator<Arc<str>> for NameSet {
     }
 }
 
-/// One znode.
+/// One znode as the arena holds it.
 #[derive(Debug, Clone)]
 pub struct Node {
-    /// `None` when a client stored null data (ZooKeeper returns it as null).
-    pub data: Option<Bytes>,
+    /// The last path segment, then the data; `None` when both are empty.
+    blob: Option<Arc<[u8]>>,
+    name_len: u32,
+    /// Kind tag and [`DATA_NULL`].
+    flags: u8,
     pub acl: Arc<Vec<Acl>>,
     pub czxid: i64,
     pub mzxid: i64,
@@ -88,41 +149,140 @@ pub struct Node {
     pub aversion: i32,
     /// Children ever created under this node (ZooKeeper's stored cversion).
     pub child_creates: i32,
+    /// The ephemeral owner or the TTL, by kind.
+    kind_value: i64,
+    parent: u32,
+    first_child: u32,
+    next_sibling: u32,
+    prev_sibling: u32,
+    num_children: u32,
+}
+
+/// What a node is made from when a snapshot is loaded.
+#[derive(Debug, Clone)]
+pub struct NodeInit<'a> {
+    pub data: Option<&'a [u8]>,
+    /// Interned by the builder.
+    pub acl: Arc<Vec<Acl>>,
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub pzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub aversion: i32,
+    pub child_creates: i32,
     pub kind: NodeKind,
-    pub children: NameSet,
+}
+
+/// Shares a node's data with a reply without copying it.
+struct DataSlice {
+    blob: Arc<[u8]>,
+    start: usize,
+}
+
+impl AsRef<[u8]> for DataSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.blob[self.start..]
+    }
+}
+
+fn blob(name: &[u8], data: Option<&[u8]>) -> Option<Arc<[u8]>> {
+    let data = data.unwrap_or_default();
+    if name.is_empty() && data.is_empty() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(name.len() + data.len());
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(data);
+    Some(Arc::from(bytes))
 }
 
 impl Node {
-    fn new(
-        data: Option<Bytes>,
-        acl: Arc<Vec<Acl>>,
-        kind: NodeKind,
-        zxid: i64,
-        time_ms: i64,
-    ) -> Self {
+    fn new(name: &str, init: NodeInit<'_>) -> Node {
+        let (tag, kind_value) = init.kind.pack();
         Node {
-            data,
-            acl,
-            czxid: zxid,
-            mzxid: zxid,
-            pzxid: zxid,
-            ctime: time_ms,
-            mtime: time_ms,
-            version: 0,
-            aversion: 0,
-            child_creates: 0,
-            kind,
-            children: NameSet::default(),
+            blob: blob(name.as_bytes(), init.data),
+            name_len: name.len() as u32,
+            flags: tag | if init.data.is_none() { DATA_NULL } else { 0 },
+            acl: init.acl,
+            czxid: init.czxid,
+            mzxid: init.mzxid,
+            pzxid: init.pzxid,
+            ctime: init.ctime,
+            mtime: init.mtime,
+            version: init.version,
+            aversion: init.aversion,
+            child_creates: init.child_creates,
+            kind_value,
+            parent: NIL,
+            first_child: NIL,
+            next_sibling: NIL,
+            prev_sibling: NIL,
+            num_children: 0,
         }
     }
 
+    fn name_bytes(&self) -> &[u8] {
+        self.blob
+            .as_ref()
+            .map_or(&[][..], |b| &b[..self.name_len as usize])
+    }
+
+    /// The last path segment (empty for the root).
+    pub fn name(&self) -> &str {
+        // Names are only ever stored from `&str`.
+        std::str::from_utf8(self.name_bytes()).unwrap_or_default()
+    }
+
+    /// The data as stored; `None` when a client stored null.
+    pub fn data_slice(&self) -> Option<&[u8]> {
+        if self.flags & DATA_NULL != 0 {
+            return None;
+        }
+        Some(
+            self.blob
+                .as_ref()
+                .map_or(&[][..], |b| &b[self.name_len as usize..]),
+        )
+    }
+
+    /// The data for a reply, sharing the node's memory.
+    pub fn data(&self) -> Option<Bytes> {
+        let len = self.data_slice()?.len();
+        Some(match &self.blob {
+            Some(blob) if len > 0 => Bytes::from_owner(DataSlice {
+                blob: blob.clone(),
+                start: self.name_len as usize,
+            }),
+            _ => Bytes::new(),
+        })
+    }
+
+    fn set_data(&mut self, data: Option<&[u8]>) {
+        self.blob = blob(self.name_bytes(), data);
+        self.flags = (self.flags & KIND_MASK) | if data.is_none() { DATA_NULL } else { 0 };
+    }
+
     pub fn data_len(&self) -> usize {
-        self.data.as_ref().map_or(0, |d| d.len())
+        self.data_slice().map_or(0, <[u8]>::len)
+    }
+
+    pub fn kind(&self) -> NodeKind {
+        NodeKind::unpack(self.flags, self.kind_value)
+    }
+
+    pub fn num_children(&self) -> usize {
+        self.num_children as usize
+    }
+
+    pub fn has_children(&self) -> bool {
+        self.num_children > 0
     }
 
     /// The Stat clients see.
     pub fn stat(&self) -> Stat {
-        let num_children = self.children.len() as i32;
+        let num_children = self.num_children as i32;
         Stat {
             czxid: self.czxid,
             mzxid: self.mzxid,
@@ -134,7 +294,7 @@ impl Node {
                 .wrapping_mul(2)
                 .wrapping_sub(num_children),
             aversion: self.aversion,
-            ephemeral_owner: match self.kind {
+            ephemeral_owner: match self.kind() {
                 NodeKind::Ephemeral(owner) => owner,
                 _ => 0,
             },
@@ -143,6 +303,14 @@ impl Node {
             pzxid: self.pzxid,
         }
     }
+}
+
+/// A node's place in a tree, for building one (snapshot loading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeId(u32);
+
+impl NodeId {
+    pub const ROOT: NodeId = NodeId(ROOT);
 }
 
 /// A change that may fire watches: the event, where, and the ACL that decides
@@ -154,12 +322,75 @@ pub struct Trigger {
     pub acl: Arc<Vec<Acl>>,
 }
 
+type Chunk = Vec<Option<Node>>;
+
+/// Equal ACL lists shared by one `Arc` (ZooKeeper's reference-counted ACL
+/// cache): a node with a common ACL costs a pointer, not four allocations.
+/// Lists no node holds any more are swept when the table has doubled.
+#[derive(Debug, Clone, Default)]
+struct AclTable {
+    lists: HashTable<Arc<Vec<Acl>>>,
+    hasher: foldhash::fast::RandomState,
+    sweep_at: usize,
+}
+
+fn acl_hash(hasher: &foldhash::fast::RandomState, acl: &[Acl]) -> u64 {
+    let mut h = hasher.build_hasher();
+    for entry in acl {
+        h.write_i32(entry.perms);
+        h.write(entry.id.scheme.as_bytes());
+        h.write_u8(0xff);
+        h.write(entry.id.id.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+impl AclTable {
+    /// The shared list equal to `acl` (a list already shared, from a snapshot).
+    fn intern_shared(&mut self, acl: Arc<Vec<Acl>>) -> Arc<Vec<Acl>> {
+        let hash = acl_hash(&self.hasher, &acl);
+        if let Some(shared) = self.lists.find(hash, |known| **known == *acl) {
+            return shared.clone();
+        }
+        let hasher = &self.hasher;
+        self.lists
+            .insert_unique(hash, acl.clone(), |list| acl_hash(hasher, list));
+        acl
+    }
+
+    /// The shared list equal to `acl`, made from it if there is none yet.
+    fn intern(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
+        let hash = acl_hash(&self.hasher, &acl);
+        if let Some(shared) = self.lists.find(hash, |known| **known == acl) {
+            return shared.clone();
+        }
+        if self.lists.len() >= self.sweep_at {
+            // Only the table holds these: no node (nor snapshot) uses them.
+            self.lists.retain(|list| Arc::strong_count(list) > 1);
+            self.sweep_at = (self.lists.len() * 2).max(64);
+        }
+        let acl = Arc::new(acl);
+        let hasher = &self.hasher;
+        self.lists
+            .insert_unique(hash, acl.clone(), |list| acl_hash(hasher, list));
+        acl
+    }
+}
+
 /// The tree of znodes.
 #[derive(Debug, Clone)]
 pub struct Tree {
-    /// Nodes behind an `Arc`: while a snapshot shares the map, an update
-    /// copies map chunks of pointers, not of whole nodes.
-    nodes: HashMap<Arc<str>, Arc<Node>>,
+    chunks: Vec<Arc<Chunk>>,
+    /// Ids in use or free; slots past it do not exist yet.
+    slots: u32,
+    /// Free slots below `slots`, the last freed on top.
+    free: Vec<u32>,
+    /// Ids by `(parent id, segment)`; hashed with [`Tree::hasher`].
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    acls: AclTable,
+    len: usize,
     containers: OrdSet<Arc<str>>,
     ttls: OrdSet<Arc<str>>,
     /// Sum of path lengths and data sizes (`zk_approximate_data_size`).
@@ -168,16 +399,28 @@ pub struct Tree {
     journal: Option<Journal>,
 }
 
-/// What a multi changed, to put it back if a later op fails: the prior value
-/// of every node touched (once each, found through `recorded` so a multi of
-/// n ops costs O(n)) and the small indexes wholesale.
+/// One step of a multi, undone in reverse order.
+#[derive(Debug, Clone)]
+enum Undo {
+    /// The node had this value.
+    Changed(u32, Node),
+    /// The slot was empty; `fresh` if it was new at the end of the arena.
+    Allocated { id: u32, fresh: bool },
+    /// The node was removed from this slot (and the slot freed).
+    Freed(u32, Node),
+    /// The id entered the index.
+    Indexed(u32),
+    /// The id left the index.
+    Unindexed(u32),
+}
+
 #[derive(Debug, Clone)]
 struct Journal {
-    nodes: Vec<(Arc<str>, Option<Arc<Node>>)>,
-    recorded: std::collections::HashSet<Arc<str>>,
+    undo: Vec<Undo>,
     containers: OrdSet<Arc<str>>,
     ttls: OrdSet<Arc<str>>,
     data_bytes: u64,
+    len: usize,
 }
 
 impl Default for Tree {
@@ -186,75 +429,193 @@ impl Default for Tree {
     }
 }
 
+fn slot(chunks: &[Arc<Chunk>], id: u32) -> Option<&Node> {
+    let id = id as usize;
+    chunks
+        .get(id / CHUNK_SLOTS)?
+        .get(id % CHUNK_SLOTS)?
+        .as_ref()
+}
+
+fn key_hash(hasher: &foldhash::fast::RandomState, parent: u32, name: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u32(parent);
+    h.write(name);
+    h.finish()
+}
+
 impl Tree {
+    fn empty(mut root: Node) -> Tree {
+        let data_bytes = 1 + root.data_len() as u64;
+        let mut acls = AclTable::default();
+        root.acl = acls.intern_shared(root.acl);
+        let mut tree = Tree {
+            chunks: Vec::new(),
+            slots: 0,
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            acls,
+            len: 1,
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            data_bytes,
+            journal: None,
+        };
+        let id = tree.allocate(root);
+        debug_assert_eq!(id, ROOT);
+        tree
+    }
+
     /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`,
     /// all with zeroed stats like ZooKeeper's; the config node is read-only with aversion -1.
     pub fn new() -> Self {
         let open = Arc::new(crate::acl::open_acl());
-        let system = |children: &[&str]| {
-            let mut node = Node::new(Some(Bytes::new()), open.clone(), NodeKind::Persistent, 0, 0);
-            node.children = children.iter().map(|c| Arc::from(*c)).collect();
-            node
+        let system = |acl: &Arc<Vec<Acl>>, aversion| NodeInit {
+            data: Some(&[]),
+            acl: acl.clone(),
+            czxid: 0,
+            mzxid: 0,
+            pzxid: 0,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            aversion,
+            child_creates: 0,
+            kind: NodeKind::Persistent,
         };
-        let mut config = system(&[]);
-        config.acl = Arc::new(crate::acl::read_acl());
-        config.aversion = -1;
-        let mut tree = Tree {
-            nodes: HashMap::new(),
-            containers: OrdSet::new(),
-            ttls: OrdSet::new(),
-            data_bytes: 0,
-            journal: None,
+        let mut builder = TreeBuilder::new(system(&open, 0));
+        let add = |b: &mut TreeBuilder, parent, name, init| {
+            b.add(parent, name, init)
+                .expect("system nodes have distinct names")
         };
-        for (p, node) in [
-            ("/", system(&["zookeeper"])),
-            (path::ZOOKEEPER, system(&["quota", "config"])),
-            (path::QUOTA, system(&[])),
-            (path::CONFIG, config),
-        ] {
-            tree.data_bytes += p.len() as u64;
-            tree.nodes.insert(Arc::from(p), Arc::new(node));
-        }
-        tree
+        let zookeeper = add(&mut builder, NodeId::ROOT, "zookeeper", system(&open, 0));
+        add(&mut builder, zookeeper, "quota", system(&open, 0));
+        let read_only = Arc::new(crate::acl::read_acl());
+        add(&mut builder, zookeeper, "config", system(&read_only, -1));
+        builder.finish()
     }
 
-    /// Rebuilds a tree from its nodes (snapshot loading). Each node's
-    /// `children` must already list its children; the container, TTL and size
-    /// indexes are recomputed here.
-    pub fn from_nodes(nodes: impl IntoIterator<Item = (Arc<str>, Node)>) -> Tree {
-        let mut containers = Vec::new();
-        let mut ttls = Vec::new();
-        let mut data_bytes = 0u64;
-        let nodes: HashMap<Arc<str>, Arc<Node>> = nodes
-            .into_iter()
-            .map(|(path, node)| {
-                data_bytes += (path.len() + node.data_len()) as u64;
-                match node.kind {
-                    NodeKind::Container => containers.push(path.clone()),
-                    NodeKind::Ttl(_) => ttls.push(path.clone()),
-                    _ => {}
-                }
-                (path, Arc::new(node))
-            })
-            .collect();
-        Tree {
-            nodes,
-            containers: containers.into_iter().collect(),
-            ttls: ttls.into_iter().collect(),
-            data_bytes,
-            journal: None,
+    fn node(&self, id: u32) -> &Node {
+        slot(&self.chunks, id).unwrap_or_else(|| panic!("tree invariant: node {id} exists"))
+    }
+
+    /// A node to modify; its chunk is copied first if a snapshot shares it.
+    fn node_mut_unjournaled(&mut self, id: u32) -> &mut Node {
+        let index = id as usize;
+        Arc::make_mut(&mut self.chunks[index / CHUNK_SLOTS])[index % CHUNK_SLOTS]
+            .as_mut()
+            .unwrap_or_else(|| panic!("tree invariant: node {id} exists"))
+    }
+
+    /// A node to modify, its prior value journaled.
+    fn node_mut(&mut self, id: u32) -> &mut Node {
+        if self.journal.is_some() {
+            let old = self.node(id).clone();
+            self.journal_push(Undo::Changed(id, old));
         }
+        self.node_mut_unjournaled(id)
+    }
+
+    fn journal_push(&mut self, undo: Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.undo.push(undo);
+        }
+    }
+
+    fn slot_mut(&mut self, id: u32) -> &mut Option<Node> {
+        let index = id as usize;
+        &mut Arc::make_mut(&mut self.chunks[index / CHUNK_SLOTS])[index % CHUNK_SLOTS]
+    }
+
+    /// Puts a node in a free slot (the last freed) or a new one.
+    fn allocate(&mut self, node: Node) -> u32 {
+        let (id, fresh) = match self.free.pop() {
+            Some(id) => (id, false),
+            None => {
+                let id = self.slots;
+                assert!(id < NIL, "tree invariant: fewer than 2^32 - 1 nodes");
+                self.slots += 1;
+                if (id as usize).is_multiple_of(CHUNK_SLOTS) {
+                    self.chunks.push(Arc::new(Vec::with_capacity(CHUNK_SLOTS)));
+                }
+                let chunk = Arc::make_mut(self.chunks.last_mut().expect("pushed above"));
+                chunk.push(None);
+                (id, true)
+            }
+        };
+        *self.slot_mut(id) = Some(node);
+        self.journal_push(Undo::Allocated { id, fresh });
+        id
+    }
+
+    /// Empties a slot; returns what it held.
+    fn release(&mut self, id: u32) -> Node {
+        let node = self
+            .slot_mut(id)
+            .take()
+            .unwrap_or_else(|| panic!("tree invariant: node {id} exists"));
+        self.free.push(id);
+        if self.journal.is_some() {
+            self.journal_push(Undo::Freed(id, node.clone()));
+        }
+        node
+    }
+
+    fn index_insert(&mut self, id: u32) {
+        let node = self.node(id);
+        let hash = key_hash(&self.hasher, node.parent, node.name_bytes());
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.index.insert_unique(hash, id, |&other| {
+            let n = slot(chunks, other).expect("tree invariant: indexed nodes exist");
+            key_hash(hasher, n.parent, n.name_bytes())
+        });
+        self.journal_push(Undo::Indexed(id));
+    }
+
+    fn index_remove(&mut self, id: u32) {
+        let node = self.node(id);
+        let hash = key_hash(&self.hasher, node.parent, node.name_bytes());
+        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+        self.journal_push(Undo::Unindexed(id));
+    }
+
+    /// The child of `parent` named `name`.
+    fn child_id(&self, parent: u32, name: &str) -> Option<u32> {
+        let hash = key_hash(&self.hasher, parent, name.as_bytes());
+        let chunks = &self.chunks;
+        self.index
+            .find(hash, |&id| {
+                slot(chunks, id)
+                    .is_some_and(|n| n.parent == parent && n.name_bytes() == name.as_bytes())
+            })
+            .copied()
+    }
+
+    /// The id of the node at `path`. `""` is the root, as in ZooKeeper.
+    fn id_of(&self, path: &str) -> Option<u32> {
+        if path.is_empty() || path == "/" {
+            return Some(ROOT);
+        }
+        let rest = path.strip_prefix('/')?;
+        let mut id = ROOT;
+        for segment in rest.split('/') {
+            id = self.child_id(id, segment)?;
+        }
+        Some(id)
     }
 
     /// Starts recording changes so [`Tree::rollback`] can undo them.
     pub fn begin(&mut self) {
         assert!(self.journal.is_none(), "tree invariant: nested journal");
         self.journal = Some(Journal {
-            nodes: Vec::new(),
-            recorded: Default::default(),
+            undo: Vec::new(),
             containers: self.containers.clone(),
             ttls: self.ttls.clone(),
             data_bytes: self.data_bytes,
+            len: self.len,
         });
     }
 
@@ -269,62 +630,177 @@ impl Tree {
             .journal
             .take()
             .expect("tree invariant: rollback without begin");
-        for (path, old) in journal.nodes.into_iter().rev() {
-            match old {
-                Some(node) => {
-                    self.nodes.insert(path, node);
+        for undo in journal.undo.into_iter().rev() {
+            match undo {
+                Undo::Changed(id, node) => *self.node_mut_unjournaled(id) = node,
+                Undo::Allocated { id, fresh } => {
+                    *self.slot_mut(id) = None;
+                    if fresh {
+                        // The newest slot: the arena shrinks back by one.
+                        let chunk = Arc::make_mut(self.chunks.last_mut().expect("allocated"));
+                        chunk.pop();
+                        if chunk.is_empty() {
+                            self.chunks.pop();
+                        }
+                        self.slots -= 1;
+                    } else {
+                        self.free.push(id);
+                    }
                 }
-                None => {
-                    self.nodes.remove(&path);
+                Undo::Freed(id, node) => {
+                    let reused = self.free.pop();
+                    debug_assert_eq!(reused, Some(id));
+                    *self.slot_mut(id) = Some(node);
                 }
+                // Journaling is off, so these record nothing.
+                Undo::Indexed(id) => self.index_remove(id),
+                Undo::Unindexed(id) => self.index_insert(id),
             }
         }
         self.containers = journal.containers;
         self.ttls = journal.ttls;
         self.data_bytes = journal.data_bytes;
-    }
-
-    /// Remembers a node's current value before its first change in a journal.
-    fn record(&mut self, path: &str) {
-        let Some(journal) = &mut self.journal else {
-            return;
-        };
-        if journal.recorded.contains(path) {
-            return;
-        }
-        let path: Arc<str> = Arc::from(path);
-        journal.recorded.insert(path.clone());
-        journal
-            .nodes
-            .push((path.clone(), self.nodes.get(&path).cloned()));
+        self.len = journal.len;
     }
 
     /// Looks a node up. `""` is the root, as in ZooKeeper.
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes
-            .get(if path.is_empty() { "/" } else { path })
-            .map(|node| &**node)
+        self.id_of(path).map(|id| self.node(id))
+    }
+
+    /// Looks a node up with its id, to create under it.
+    pub fn get_with_id(&self, path: &str) -> Option<(NodeId, &Node)> {
+        self.id_of(path).map(|id| (NodeId(id), self.node(id)))
+    }
+
+    /// Whether `parent` has a child named `name`.
+    pub fn has_child(&self, parent: NodeId, name: &str) -> bool {
+        self.child_id(parent.0, name).is_some()
     }
 
     pub fn contains(&self, path: &str) -> bool {
-        self.get(path).is_some()
+        self.id_of(path).is_some()
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.len == 0
     }
 
     pub fn approximate_data_bytes(&self) -> u64 {
         self.data_bytes
     }
 
-    /// Every node, in no particular order (for snapshots and `dump`).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Node)> {
-        self.nodes.iter().map(|(path, node)| (path, &**node))
+    /// A node's children, in no particular order.
+    pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a Node> + 'a {
+        let mut next = node.first_child;
+        std::iter::from_fn(move || {
+            let child = slot(&self.chunks, next)?;
+            next = child.next_sibling;
+            Some(child)
+        })
+    }
+
+    /// A node's child names, sorted (as clients see them).
+    pub fn child_names(&self, node: &Node) -> Vec<String> {
+        let mut names: Vec<&str> = self.children(node).map(Node::name).collect();
+        names.sort_unstable();
+        names.into_iter().map(str::to_string).collect()
+    }
+
+    /// Every node with its path, parents before children (for snapshots):
+    /// `visit` sees each node once, its path built in one reused buffer.
+    pub fn visit_preorder<'a, E>(
+        &'a self,
+        mut visit: impl FnMut(&str, &'a Node) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let root = self.node(ROOT);
+        visit("/", root)?;
+        let mut path = String::from("/");
+        // (length of the parent's path, the next child to visit)
+        let mut stack: Vec<(usize, u32)> = vec![(1, root.first_child)];
+        while let Some((base_len, next)) = stack.last_mut() {
+            let Some(node) = slot(&self.chunks, *next) else {
+                stack.pop();
+                continue;
+            };
+            *next = node.next_sibling;
+            path.truncate(*base_len);
+            if *base_len > 1 {
+                path.push('/');
+            }
+            path.push_str(node.name());
+            visit(&path, node)?;
+            if node.first_child != NIL {
+                stack.push((path.len(), node.first_child));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every node once, parents before children, with the visit number of
+    /// its parent (`None` for the root, which is visit 0): enough to rebuild
+    /// the tree with [`TreeBuilder`] without a single path.
+    pub fn visit_records<'a, E>(
+        &'a self,
+        mut visit: impl FnMut(Option<u32>, &'a Node) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let root = self.node(ROOT);
+        visit(None, root)?;
+        let mut visited = 1u32;
+        // (the parent's visit number, the next child to visit)
+        let mut stack: Vec<(u32, u32)> = vec![(0, root.first_child)];
+        while let Some((parent, next)) = stack.last_mut() {
+            let Some(node) = slot(&self.chunks, *next) else {
+                stack.pop();
+                continue;
+            };
+            *next = node.next_sibling;
+            visit(Some(*parent), node)?;
+            if node.first_child != NIL {
+                stack.push((visited, node.first_child));
+            }
+            visited += 1;
+        }
+        Ok(())
+    }
+
+    /// The distinct ACL lists nodes hold (and perhaps a few no node holds).
+    pub fn acl_lists(&self) -> impl Iterator<Item = &Arc<Vec<Acl>>> {
+        self.acls.lists.iter()
+    }
+
+    /// The path of the node with id `id`.
+    fn path_of(&self, id: u32) -> String {
+        let mut names = Vec::new();
+        let mut at = id;
+        while at != ROOT {
+            let node = self.node(at);
+            names.push(node.name());
+            at = node.parent;
+        }
+        if names.is_empty() {
+            return "/".to_string();
+        }
+        let mut path = String::new();
+        for name in names.iter().rev() {
+            path.push('/');
+            path.push_str(name);
+        }
+        path
+    }
+
+    /// Every node with its path, parents before children.
+    pub fn iter(&self) -> impl Iterator<Item = (String, &Node)> {
+        let mut all = Vec::with_capacity(self.len);
+        let _ = self.visit_preorder(|path, node| {
+            all.push((path.to_string(), node));
+            Ok::<(), ()>(())
+        });
+        all.into_iter()
     }
 
     /// Container nodes and TTL nodes, for the reaper.
@@ -338,44 +814,55 @@ impl Tree {
 
     /// Number of descendants of `path` (getAllChildrenNumber).
     pub fn descendant_count(&self, path: &str) -> usize {
+        let Some(start) = self.get(path) else {
+            return 0;
+        };
         let mut count = 0;
-        let mut stack = vec![path.to_string()];
-        while let Some(p) = stack.pop() {
-            if let Some(node) = self.get(&p) {
-                count += node.children.len();
-                stack.extend(node.children.iter().map(|c| path::join(&p, c)));
-            }
+        let mut stack = vec![start];
+        while let Some(node) = stack.pop() {
+            count += node.num_children();
+            stack.extend(self.children(node).filter(|c| c.has_children()));
         }
         count
     }
 
-    /// A node to modify; copied first only if a snapshot still shares it.
-    fn node_mut(&mut self, path: &str) -> &mut Node {
-        self.record(path);
-        let node = self
-            .nodes
-            .get_mut(path)
-            .unwrap_or_else(|| panic!("tree invariant: {path} must exist here"));
-        Arc::make_mut(node)
-    }
-
-    /// Adds a node under an existing parent (checked by the caller).
+    /// Adds a node named by `path`'s last segment under `parent` (checked by
+    /// the caller: it exists and has no child of that name).
     #[allow(clippy::too_many_arguments)]
     pub fn create(
         &mut self,
+        parent: NodeId,
         path: &str,
-        data: Option<Bytes>,
-        acl: Arc<Vec<Acl>>,
+        data: Option<&[u8]>,
+        acl: Vec<Acl>,
         kind: NodeKind,
         zxid: i64,
         time_ms: i64,
         triggers: &mut Vec<Trigger>,
     ) -> Stat {
         let (parent_path, name) = path::split(path).expect("caller validated the path");
-        let parent = self.node_mut(parent_path);
+        let acl = self.acls.intern(acl);
+        let node = Node::new(
+            name,
+            NodeInit {
+                data,
+                acl: acl.clone(),
+                czxid: zxid,
+                mzxid: zxid,
+                pzxid: zxid,
+                ctime: time_ms,
+                mtime: time_ms,
+                version: 0,
+                aversion: 0,
+                child_creates: 0,
+                kind,
+            },
+        );
+        let stat = node.stat();
+        self.link(parent.0, node);
+        let parent = self.node_mut(parent.0);
         parent.child_creates = parent.child_creates.wrapping_add(1);
         parent.pzxid = zxid;
-        parent.children.insert(Arc::from(name));
         let parent_acl = parent.acl.clone();
         let key: Arc<str> = Arc::from(path);
         match kind {
@@ -387,11 +874,7 @@ impl Tree {
             }
             _ => {}
         }
-        self.data_bytes += (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64;
-        let node = Node::new(data, acl.clone(), kind, zxid, time_ms);
-        let stat = node.stat();
-        self.record(path);
-        self.nodes.insert(key.clone(), Arc::new(node));
+        self.data_bytes += (path.len() + data.map_or(0, <[u8]>::len)) as u64;
         triggers.push(Trigger {
             event: EventType::NodeCreated,
             path: key,
@@ -405,25 +888,54 @@ impl Tree {
         stat
     }
 
-    /// Removes a childless node (checked by the caller); returns it.
-    pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Arc<Node> {
-        let (parent_path, name) = path::split(path).expect("caller validated the path");
-        self.record(path);
-        let node = self
-            .nodes
-            .remove(path)
-            .unwrap_or_else(|| panic!("tree invariant: deleting missing {path}"));
-        assert!(
-            node.children.is_empty(),
-            "tree invariant: {path} has children"
-        );
-        let parent = self.node_mut(parent_path);
-        parent.children.remove(name);
-        if zxid > parent.pzxid {
-            parent.pzxid = zxid;
+    /// Puts `node` first in `parent`'s child list and in the index.
+    fn link(&mut self, parent: u32, mut node: Node) -> u32 {
+        let head = self.node(parent).first_child;
+        node.parent = parent;
+        node.next_sibling = head;
+        node.prev_sibling = NIL;
+        let id = self.allocate(node);
+        self.index_insert(id);
+        if head != NIL {
+            self.node_mut(head).prev_sibling = id;
         }
-        let parent_acl = parent.acl.clone();
-        match node.kind {
+        let parent = self.node_mut(parent);
+        parent.first_child = id;
+        parent.num_children += 1;
+        self.len += 1;
+        id
+    }
+
+    /// Removes a childless node (checked by the caller); returns it.
+    pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> Node {
+        let (parent_path, _) = path::split(path).expect("caller validated the path");
+        let id = self
+            .id_of(path)
+            .unwrap_or_else(|| panic!("tree invariant: deleting missing {path}"));
+        let (parent, prev, next) = {
+            let node = self.node(id);
+            assert!(!node.has_children(), "tree invariant: {path} has children");
+            (node.parent, node.prev_sibling, node.next_sibling)
+        };
+        self.index_remove(id);
+        if prev != NIL {
+            self.node_mut(prev).next_sibling = next;
+        }
+        if next != NIL {
+            self.node_mut(next).prev_sibling = prev;
+        }
+        let parent_node = self.node_mut(parent);
+        if parent_node.first_child == id {
+            parent_node.first_child = next;
+        }
+        parent_node.num_children -= 1;
+        if zxid > parent_node.pzxid {
+            parent_node.pzxid = zxid;
+        }
+        let parent_acl = parent_node.acl.clone();
+        let node = self.release(id);
+        self.len -= 1;
+        match node.kind() {
             NodeKind::Container => {
                 self.containers.remove(path);
             }
@@ -450,22 +962,24 @@ impl Tree {
     pub fn set_data(
         &mut self,
         path: &str,
-        data: Option<Bytes>,
+        data: Option<&[u8]>,
         version: i32,
         zxid: i64,
         time_ms: i64,
         triggers: &mut Vec<Trigger>,
     ) -> Stat {
-        let node = self.node_mut(path);
+        let id = self
+            .id_of(path)
+            .unwrap_or_else(|| panic!("tree invariant: {path} must exist here"));
+        let node = self.node_mut(id);
         let old_len = node.data_len() as u64;
-        let new_len = data.as_ref().map_or(0, |d| d.len()) as u64;
-        node.data = data;
+        node.set_data(data);
         node.version = version;
         node.mzxid = zxid;
         node.mtime = time_ms;
         let stat = node.stat();
         let acl = node.acl.clone();
-        self.data_bytes = self.data_bytes - old_len + new_len;
+        self.data_bytes = self.data_bytes - old_len + data.map_or(0, <[u8]>::len) as u64;
         triggers.push(Trigger {
             event: EventType::NodeDataChanged,
             path: Arc::from(path),
@@ -475,11 +989,87 @@ impl Tree {
     }
 
     /// Replaces a node's ACL and sets its aversion (fires no watch, as in ZooKeeper).
-    pub fn set_acl(&mut self, path: &str, acl: Arc<Vec<Acl>>, aversion: i32) -> Stat {
-        let node = self.node_mut(path);
+    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> Stat {
+        let acl = self.acls.intern(acl);
+        let id = self
+            .id_of(path)
+            .unwrap_or_else(|| panic!("tree invariant: {path} must exist here"));
+        let node = self.node_mut(id);
         node.acl = acl;
         node.aversion = aversion;
         node.stat()
+    }
+}
+
+/// Builds a tree from nodes given parents first (snapshot loading): no path
+/// is parsed and no parent looked up, each node is linked to the id its
+/// parent was given.
+pub struct TreeBuilder {
+    tree: Tree,
+    /// Path length by id, for `zk_approximate_data_size`.
+    path_lens: Vec<u32>,
+}
+
+/// A node added twice under one parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateChild;
+
+impl TreeBuilder {
+    pub fn new(root: NodeInit<'_>) -> TreeBuilder {
+        TreeBuilder {
+            tree: Tree::empty(Node::new("", root)),
+            path_lens: vec![1],
+        }
+    }
+
+    /// Adds `name` under `parent` (an id this builder returned).
+    pub fn add(
+        &mut self,
+        parent: NodeId,
+        name: &str,
+        mut init: NodeInit<'_>,
+    ) -> Result<NodeId, DuplicateChild> {
+        if self.tree.child_id(parent.0, name).is_some() {
+            return Err(DuplicateChild);
+        }
+        init.acl = self.tree.acls.intern_shared(init.acl);
+        let kind = init.kind;
+        let node = Node::new(name, init);
+        let parent_len = self.path_lens.get(parent.0 as usize).copied().unwrap_or(1);
+        let path_len = name.len() as u32
+            + if parent == NodeId::ROOT {
+                parent_len
+            } else {
+                parent_len + 1
+            };
+        self.tree.data_bytes += u64::from(path_len) + node.data_len() as u64;
+        let id = self.tree.link(parent.0, node);
+        let at = id as usize;
+        if self.path_lens.len() <= at {
+            self.path_lens.resize(at + 1, 0);
+        }
+        self.path_lens[at] = path_len;
+        match kind {
+            NodeKind::Container => {
+                self.tree
+                    .containers
+                    .insert(Arc::from(self.tree.path_of(id)));
+            }
+            NodeKind::Ttl(_) => {
+                self.tree.ttls.insert(Arc::from(self.tree.path_of(id)));
+            }
+            _ => {}
+        }
+        Ok(NodeId(id))
+    }
+
+    /// The path of a node added so far.
+    pub fn path_of(&self, id: NodeId) -> String {
+        self.tree.path_of(id.0)
+    }
+
+    pub fn finish(self) -> Tree {
+        self.tree
     }
 }
 
@@ -498,35 +1088,65 @@ mod tests {
         assert_eq!(config.acl[0].perms, roost_proto::perms::READ);
         assert_eq!(tree.get("").unwrap().stat(), root);
         assert_eq!(tree.descendant_count("/"), 3);
+        assert_eq!(
+            tree.child_names(tree.get(path::ZOOKEEPER).unwrap()),
+            ["config", "quota"]
+        );
+        assert_eq!(tree.approximate_data_bytes(), 1 + 10 + 16 + 17);
+    }
+
+    fn create(tree: &mut Tree, path: &str, zxid: i64) -> Stat {
+        let (parent, _) = path::split(path).unwrap();
+        let (parent, _) = tree.get_with_id(parent).unwrap();
+        tree.create(
+            parent,
+            path,
+            Some(b"v"),
+            crate::acl::open_acl(),
+            NodeKind::Persistent,
+            zxid,
+            10,
+            &mut Vec::new(),
+        )
     }
 
     #[test]
     fn cversion_counts_creates_and_deletes_through_the_formula() {
         let mut tree = Tree::new();
-        let acl = Arc::new(crate::acl::open_acl());
-        let mut t = Vec::new();
-        tree.create("/p", None, acl.clone(), NodeKind::Persistent, 1, 10, &mut t);
-        tree.create(
-            "/p/a",
-            None,
-            acl.clone(),
-            NodeKind::Persistent,
-            2,
-            11,
-            &mut t,
-        );
-        tree.create(
-            "/p/b",
-            None,
-            acl.clone(),
-            NodeKind::Persistent,
-            3,
-            12,
-            &mut t,
-        );
-        tree.delete("/p/a", 4, &mut t);
+        create(&mut tree, "/p", 1);
+        create(&mut tree, "/p/a", 2);
+        create(&mut tree, "/p/b", 3);
+        tree.delete("/p/a", 4, &mut Vec::new());
         let stat = tree.get("/p").unwrap().stat();
         assert_eq!((stat.cversion, stat.num_children, stat.pzxid), (3, 1, 4));
         assert_eq!(tree.get("/p").unwrap().child_creates, 2);
+    }
+
+    #[test]
+    fn a_snapshot_clone_keeps_its_state_while_the_tree_changes() {
+        let mut tree = Tree::new();
+        for i in 0..(CHUNK_SLOTS * 2) {
+            create(&mut tree, &format!("/n{i}"), i as i64 + 1);
+        }
+        let snapshot = tree.clone();
+        tree.set_data("/n7", Some(b"changed"), 1, 9999, 11, &mut Vec::new());
+        tree.delete("/n8", 10000, &mut Vec::new());
+        create(&mut tree, "/n8", 10001);
+        assert_eq!(snapshot.get("/n7").unwrap().data_slice(), Some(&b"v"[..]));
+        assert_eq!(snapshot.get("/n8").unwrap().czxid, 9);
+        assert_eq!(tree.get("/n7").unwrap().data().unwrap(), &b"changed"[..]);
+        assert_eq!(tree.get("/n8").unwrap().czxid, 10001);
+        assert_eq!(snapshot.len(), tree.len());
+    }
+
+    #[test]
+    fn null_and_empty_data_differ() {
+        let mut tree = Tree::new();
+        create(&mut tree, "/a", 1);
+        tree.set_data("/a", None, 1, 2, 3, &mut Vec::new());
+        assert_eq!(tree.get("/a").unwrap().data(), None);
+        tree.set_data("/a", Some(b""), 2, 3, 4, &mut Vec::new());
+        assert_eq!(tree.get("/a").unwrap().data(), Some(Bytes::new()));
+        assert_eq!(tree.get("/a").unwrap().name(), "a");
     }
 }

@@ -51,12 +51,12 @@ fn apply(state: &mut State, txn: Txn) -> Result<Response, ErrorCode> {
 
 /// Everything observable about a state except its zxid counter.
 fn fingerprint(state: &State) -> Vec<String> {
-    let mut out: Vec<String> = state
-        .tree()
+    let tree = state.tree();
+    let mut out: Vec<String> = tree
         .iter()
         .map(|(path, node)| {
-            let children: Vec<&str> = node.children.iter().map(|c| &**c).collect();
-            format!("{path} {:?} {:?} {children:?}", node.data, node.stat())
+            let children = tree.child_names(node);
+            format!("{path} {:?} {:?} {children:?}", node.data(), node.stat())
         })
         .collect();
     out.sort();

@@ -1,16 +1,18 @@
 //! Snapshot files: the whole replicated state at one log position.
 //!
-//! The caller clones the state (O(1), persistent maps) at the exact applied
-//! index and hands the clone to [`write_snapshot`] off the apply path. The file
-//! is streamed to `<name>.tmp`, checksummed, fsynced and renamed, so a crash
-//! never leaves a half snapshot under a real name.
+//! The caller clones the state at the exact applied index (the tree's chunks
+//! are copy-on-write, sessions a persistent map) and hands the clone to
+//! [`write_snapshot`] off the apply path. The file is streamed to
+//! `<name>.tmp`, checksummed, fsynced and renamed, so a crash never leaves a
+//! half snapshot under a real name.
 //!
-//! Format (little endian): `RSNP`, version u32, the caller's metadata
-//! (length-prefixed), last zxid, the nodes in depth-first pre-order (path,
-//! data, ACL index, stat, kind), the ACL table, the sessions, then a crc32c of
-//! everything before it and `RSNE`. Pre-order lets the loader rebuild every
-//! child list with a stack instead of hash lookups; ephemeral sets are
-//! rebuilt from the nodes' owners.
+//! Format 4 (little endian): `RSNP`, version u32, the caller's metadata
+//! (length-prefixed), last zxid, the ACL table, the nodes in depth-first
+//! pre-order (the parent's visit number, the name, data, ACL index, stat,
+//! kind), the sessions, then a crc32c of everything before it and `RSNE`.
+//! A node names its parent by number, so loading parses no path and looks no
+//! parent up; ephemeral sets are rebuilt from the nodes' owners. Formats 2
+//! and 3 (whole paths, ACLs last) still load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use imbl::OrdMap;
-use roost_core::{Node, NodeKind, Session, State, StateConfig, Tree};
+use roost_core::{NodeId, NodeInit, NodeKind, Session, State, StateConfig, TreeBuilder};
 use roost_proto::{Acl, Id};
 
 use crate::error::StorageError;
@@ -26,8 +28,11 @@ use crate::fs::{FileSystem, StorageFile};
 
 const MAGIC: &[u8; 4] = b"RSNP";
 const END_MAGIC: &[u8; 4] = b"RSNE";
-const VERSION: u32 = 3;
-/// Version 2 lacks session owners; still read.
+const VERSION: u32 = 4;
+/// From version 4 the ACL table comes first and a node names its parent by
+/// visit number instead of storing its whole path; 2 and 3 are still read.
+const VERSION_ACLS_FIRST: u32 = 4;
+/// Version 2 lacks session owners.
 const VERSION_WITHOUT_OWNERS: u32 = 2;
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Written bytes between syncs: keeps the page cache from holding a whole
@@ -140,87 +145,61 @@ fn write_body(
     w.bytes(meta)?;
     w.i64(state.last_zxid())?;
     let tree = state.tree();
-    w.i64(tree.len() as i64)?;
-    // ACLs are shared between nodes (by `Arc`); each distinct one is stored once.
+    // ACLs are shared between nodes (interned); each distinct one is stored once.
     let mut acl_index: HashMap<*const Vec<Acl>, u32> = HashMap::new();
-    let mut acls: Vec<Arc<Vec<Acl>>> = Vec::new();
-    let mut write_node =
-        |w: &mut ChunkWriter, path: &str, node: &Node| -> Result<(), StorageError> {
-            let acl = *acl_index.entry(Arc::as_ptr(&node.acl)).or_insert_with(|| {
-                acls.push(node.acl.clone());
-                (acls.len() - 1) as u32
-            });
-            w.bytes(path.as_bytes())?;
-            match &node.data {
-                Some(data) => {
-                    w.put(&[1])?;
-                    w.bytes(data)?;
-                }
-                None => w.put(&[0])?,
-            }
-            w.u32(acl)?;
-            for v in [node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime] {
-                w.i64(v)?;
-            }
-            for v in [node.version, node.aversion, node.child_creates] {
-                w.i32(v)?;
-            }
-            match node.kind {
-                NodeKind::Persistent => w.put(&[0]),
-                NodeKind::Ephemeral(owner) => {
-                    w.put(&[1])?;
-                    w.i64(owner)
-                }
-                NodeKind::Container => w.put(&[2]),
-                NodeKind::Ttl(ms) => {
-                    w.put(&[3])?;
-                    w.i64(ms)
-                }
-            }
-        };
-    // Depth-first pre-order from the root, following the (sorted) child lists.
-    let root = tree
-        .get("/")
-        .ok_or_else(|| StorageError::Invariant("the tree has no root".into()))?;
-    write_node(&mut w, "/", root)?;
-    let mut written = 1usize;
-    let mut path = String::from("/");
-    // (length of the parent's path, its children still to visit)
-    type Frame<'a> = (usize, Box<dyn Iterator<Item = &'a Arc<str>> + 'a>);
-    let mut stack: Vec<Frame<'_>> = vec![(1, Box::new(root.children.iter()))];
-    while let Some((base_len, children)) = stack.last_mut() {
-        let Some(name) = children.next() else {
-            stack.pop();
-            continue;
-        };
-        path.truncate(*base_len);
-        if *base_len > 1 {
-            path.push('/');
-        }
-        path.push_str(name);
-        let node = tree
-            .get(&path)
-            .ok_or_else(|| StorageError::Invariant(format!("child {path} is missing")))?;
-        write_node(&mut w, &path, node)?;
-        written += 1;
-        if !node.children.is_empty() {
-            stack.push((path.len(), Box::new(node.children.iter())));
-        }
-    }
-    if written != tree.len() {
-        return Err(StorageError::Invariant(format!(
-            "{} nodes are not reachable from the root",
-            tree.len() - written
-        )));
-    }
+    let acls: Vec<&Arc<Vec<Acl>>> = tree.acl_lists().collect();
     w.u32(acls.len() as u32)?;
-    for acl in &acls {
+    for (at, acl) in acls.iter().enumerate() {
+        acl_index.insert(Arc::as_ptr(acl), at as u32);
         w.u32(acl.len() as u32)?;
         for entry in acl.iter() {
             w.i32(entry.perms)?;
             w.bytes(entry.id.scheme.as_bytes())?;
             w.bytes(entry.id.id.as_bytes())?;
         }
+    }
+    w.i64(tree.len() as i64)?;
+    let mut written = 0usize;
+    tree.visit_records(|parent, node| -> Result<(), StorageError> {
+        let acl = *acl_index
+            .get(&Arc::as_ptr(&node.acl))
+            .ok_or_else(|| StorageError::Invariant("a node's ACL is not interned".into()))?;
+        w.u32(parent.unwrap_or(u32::MAX))?;
+        w.bytes(node.name().as_bytes())?;
+        match node.data_slice() {
+            Some(data) => {
+                w.put(&[1])?;
+                w.bytes(data)?;
+            }
+            None => w.put(&[0])?,
+        }
+        w.u32(acl)?;
+        for v in [node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime] {
+            w.i64(v)?;
+        }
+        for v in [node.version, node.aversion, node.child_creates] {
+            w.i32(v)?;
+        }
+        match node.kind() {
+            NodeKind::Persistent => w.put(&[0])?,
+            NodeKind::Ephemeral(owner) => {
+                w.put(&[1])?;
+                w.i64(owner)?;
+            }
+            NodeKind::Container => w.put(&[2])?,
+            NodeKind::Ttl(ms) => {
+                w.put(&[3])?;
+                w.i64(ms)?;
+            }
+        }
+        written += 1;
+        Ok(())
+    })?;
+    if written != tree.len() {
+        return Err(StorageError::Invariant(format!(
+            "{} nodes are not reachable from the root",
+            tree.len().abs_diff(written)
+        )));
     }
     w.i64(state.sessions().len() as i64)?;
     for (id, session) in state.sessions().iter() {
@@ -318,11 +297,13 @@ fn read_verified(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>, StorageErr
         return Err(StorageError::corrupt(path, 0, "not a complete snapshot"));
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if version != VERSION && version != VERSION_WITHOUT_OWNERS {
+    if !(VERSION_WITHOUT_OWNERS..=VERSION).contains(&version) {
         return Err(StorageError::corrupt(
             path,
             4,
-            format!("unknown version {version}"),
+            format!(
+                "snapshot format version {version} is not one this Roost reads (2 to {VERSION})"
+            ),
         ));
     }
     let stored = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().expect("4 bytes"));
@@ -354,101 +335,58 @@ pub fn read_snapshot(
     };
     let meta = c.bytes()?.to_vec();
     let last_zxid = c.i64()?;
-    let node_count = c.count(60)?;
-    // Nodes arrive in pre-order: a node's parent is on the stack of its
-    // ancestors, and its children follow it.
-    let mut nodes: Vec<(Arc<str>, Node, u32)> = Vec::with_capacity(node_count);
-    let mut ancestors: Vec<(usize, Vec<Arc<str>>)> = Vec::new();
-    let finish = |nodes: &mut Vec<(Arc<str>, Node, u32)>, (at, names): (usize, Vec<Arc<str>>)| {
-        nodes[at].1.children = names.into_iter().collect();
-    };
-    for _ in 0..node_count {
-        let at = c.pos as u64;
-        let path_bytes = c.bytes()?;
-        let path_str = std::str::from_utf8(path_bytes)
-            .map_err(|_| StorageError::corrupt(path, at, "invalid UTF-8 in a path"))?;
-        let data = match c.u8()? {
-            0 => None,
-            _ => Some(Bytes::copy_from_slice(c.bytes()?)),
-        };
-        let acl_index = c.u32()?;
-        let [czxid, mzxid, pzxid, ctime, mtime] =
-            [c.i64()?, c.i64()?, c.i64()?, c.i64()?, c.i64()?];
-        let [version, aversion, child_creates] = [c.i32()?, c.i32()?, c.i32()?];
-        let kind = match c.u8()? {
-            0 => NodeKind::Persistent,
-            1 => NodeKind::Ephemeral(c.i64()?),
-            2 => NodeKind::Container,
-            3 => NodeKind::Ttl(c.i64()?),
-            other => {
-                return Err(StorageError::corrupt(
-                    path,
-                    at,
-                    format!("node kind {other}"),
-                ))
-            }
-        };
-        if path_str == "/" {
-            if !nodes.is_empty() {
-                return Err(StorageError::corrupt(path, at, "the root is not first"));
-            }
-        } else {
-            let (parent, name) = roost_core::path::split(path_str)
-                .ok_or_else(|| StorageError::corrupt(path, at, "relative path"))?;
-            while let Some((top, _)) = ancestors.last() {
-                if &*nodes[*top].0 == parent {
-                    break;
-                }
-                let done = ancestors.pop().expect("checked non-empty");
-                finish(&mut nodes, done);
-            }
-            let Some((_, siblings)) = ancestors.last_mut() else {
-                return Err(StorageError::corrupt(
-                    path,
-                    at,
-                    format!("{path_str} has no parent before it"),
-                ));
+    let mut loader = TreeLoader::default();
+    if version >= VERSION_ACLS_FIRST {
+        let acls = read_acls(&mut c)?;
+        let node_count = c.count(50)?;
+        loader.ids.reserve(node_count);
+        for _ in 0..node_count {
+            let at = c.pos as u64;
+            let parent = match c.u32()? {
+                u32::MAX => None,
+                ordinal => Some(ordinal),
             };
-            siblings.push(Arc::from(name));
+            let name = c.bytes()?;
+            let name = std::str::from_utf8(name)
+                .map_err(|_| StorageError::corrupt(path, at, "invalid UTF-8 in a name"))?;
+            let raw = read_node(&mut c, parent, name)?;
+            loader.add(raw, &acls, path, at)?;
         }
-        ancestors.push((nodes.len(), Vec::new()));
-        nodes.push((
-            Arc::from(path_str),
-            Node {
-                data,
-                acl: Arc::new(Vec::new()),
-                czxid,
-                mzxid,
-                pzxid,
-                ctime,
-                mtime,
-                version,
-                aversion,
-                child_creates,
-                kind,
-                children: Default::default(),
-            },
-            acl_index,
-        ));
-    }
-    while let Some(done) = ancestors.pop() {
-        finish(&mut nodes, done);
-    }
-    let acl_count = c.u32()? as usize;
-    let mut acls = Vec::with_capacity(acl_count.min(1 << 20));
-    for _ in 0..acl_count {
-        let n = c.u32()? as usize;
-        let mut acl = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            let perms = c.i32()?;
-            let scheme = c.string()?;
-            let id = c.string()?;
-            acl.push(Acl {
-                perms,
-                id: Id { scheme, id },
-            });
+    } else {
+        // Version 2 and 3: full paths in pre-order, the ACL table after them.
+        let node_count = c.count(60)?;
+        let mut raws = Vec::with_capacity(node_count);
+        // (path, visit number) of the ancestors of the node being read
+        let mut ancestors: Vec<(&str, u32)> = Vec::new();
+        for ordinal in 0..node_count as u32 {
+            let at = c.pos as u64;
+            let path_bytes = c.bytes()?;
+            let path_str = std::str::from_utf8(path_bytes)
+                .map_err(|_| StorageError::corrupt(path, at, "invalid UTF-8 in a path"))?;
+            let (parent, name) = if path_str == "/" {
+                (None, "")
+            } else {
+                let (parent_path, name) = roost_core::path::split(path_str)
+                    .ok_or_else(|| StorageError::corrupt(path, at, "relative path"))?;
+                while ancestors.last().is_some_and(|(p, _)| *p != parent_path) {
+                    ancestors.pop();
+                }
+                let Some((_, parent)) = ancestors.last() else {
+                    return Err(StorageError::corrupt(
+                        path,
+                        at,
+                        format!("{path_str} has no parent before it"),
+                    ));
+                };
+                (Some(*parent), name)
+            };
+            ancestors.push((path_str, ordinal));
+            raws.push((at, read_node(&mut c, parent, name)?));
         }
-        acls.push(Arc::new(acl));
+        let acls = read_acls(&mut c)?;
+        for (at, raw) in raws {
+            loader.add(raw, &acls, path, at)?;
+        }
     }
     let session_count = c.count(16)?;
     let mut sessions: OrdMap<i64, Session> = OrdMap::new();
@@ -475,21 +413,151 @@ pub fn read_snapshot(
         return Err(StorageError::corrupt(path, c.pos as u64, "trailing bytes"));
     }
     tracing::debug!("snapshot parsed in {:?}", started.elapsed());
-    let mut tree_nodes = Vec::with_capacity(nodes.len());
-    for (p, mut node, acl_index) in nodes {
-        node.acl = acls.get(acl_index as usize).cloned().ok_or_else(|| {
-            StorageError::corrupt(path, 0, format!("unknown ACL index {acl_index}"))
-        })?;
-        if let NodeKind::Ephemeral(owner) = node.kind {
-            if let Some(session) = sessions.get_mut(&owner) {
-                session.ephemerals.insert(p.clone());
-            }
+    let Some(builder) = loader.builder else {
+        return Err(StorageError::corrupt(path, 0, "the snapshot has no root"));
+    };
+    for (owner, id) in loader.ephemerals {
+        if let Some(session) = sessions.get_mut(&owner) {
+            session.ephemerals.insert(Arc::from(builder.path_of(id)));
         }
-        tree_nodes.push((p, node));
     }
-    let tree = Tree::from_nodes(tree_nodes);
+    let tree = builder.finish();
     tracing::debug!("snapshot tree built in {:?}", started.elapsed());
     Ok((meta, State::from_parts(tree, sessions, last_zxid, config)))
+}
+
+fn read_acls(c: &mut Cursor<'_>) -> Result<Vec<Arc<Vec<Acl>>>, StorageError> {
+    let acl_count = c.u32()? as usize;
+    let mut acls = Vec::with_capacity(acl_count.min(1 << 20));
+    for _ in 0..acl_count {
+        let n = c.u32()? as usize;
+        let mut acl = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let perms = c.i32()?;
+            let scheme = c.string()?;
+            let id = c.string()?;
+            acl.push(Acl {
+                perms,
+                id: Id { scheme, id },
+            });
+        }
+        acls.push(Arc::new(acl));
+    }
+    Ok(acls)
+}
+
+/// One node record as read, before its ACL is resolved.
+struct RawNode<'a> {
+    /// The visit number of its parent; `None` for the root.
+    parent: Option<u32>,
+    name: &'a str,
+    data: Option<&'a [u8]>,
+    acl: u32,
+    stat: [i64; 5],
+    versions: [i32; 3],
+    kind: NodeKind,
+}
+
+/// The fields after a node's path or name.
+fn read_node<'a>(
+    c: &mut Cursor<'a>,
+    parent: Option<u32>,
+    name: &'a str,
+) -> Result<RawNode<'a>, StorageError> {
+    let at = c.pos as u64;
+    let data = match c.u8()? {
+        0 => None,
+        _ => Some(c.bytes()?),
+    };
+    let acl = c.u32()?;
+    let stat = [c.i64()?, c.i64()?, c.i64()?, c.i64()?, c.i64()?];
+    let versions = [c.i32()?, c.i32()?, c.i32()?];
+    let kind = match c.u8()? {
+        0 => NodeKind::Persistent,
+        1 => NodeKind::Ephemeral(c.i64()?),
+        2 => NodeKind::Container,
+        3 => NodeKind::Ttl(c.i64()?),
+        other => {
+            return Err(StorageError::corrupt(
+                c.path,
+                at,
+                format!("node kind {other}"),
+            ))
+        }
+    };
+    Ok(RawNode {
+        parent,
+        name,
+        data,
+        acl,
+        stat,
+        versions,
+        kind,
+    })
+}
+
+/// Builds the tree from records in pre-order, each naming its parent by
+/// visit number.
+#[derive(Default)]
+struct TreeLoader {
+    builder: Option<TreeBuilder>,
+    /// Ids by visit number.
+    ids: Vec<NodeId>,
+    /// Ephemeral nodes by owner, registered with their sessions at the end.
+    ephemerals: Vec<(i64, NodeId)>,
+}
+
+impl TreeLoader {
+    fn add(
+        &mut self,
+        raw: RawNode<'_>,
+        acls: &[Arc<Vec<Acl>>],
+        path: &Path,
+        at: u64,
+    ) -> Result<(), StorageError> {
+        let acl = acls.get(raw.acl as usize).cloned().ok_or_else(|| {
+            StorageError::corrupt(path, at, format!("unknown ACL index {}", raw.acl))
+        })?;
+        let [czxid, mzxid, pzxid, ctime, mtime] = raw.stat;
+        let [version, aversion, child_creates] = raw.versions;
+        let init = NodeInit {
+            data: raw.data,
+            acl,
+            czxid,
+            mzxid,
+            pzxid,
+            ctime,
+            mtime,
+            version,
+            aversion,
+            child_creates,
+            kind: raw.kind,
+        };
+        let id = match (raw.parent, &mut self.builder) {
+            (None, None) => {
+                self.builder = Some(TreeBuilder::new(init));
+                NodeId::ROOT
+            }
+            (Some(parent), Some(builder)) => {
+                let parent = *self
+                    .ids
+                    .get(parent as usize)
+                    .ok_or_else(|| StorageError::corrupt(path, at, "a node before its parent"))?;
+                builder
+                    .add(parent, raw.name, init)
+                    .map_err(|_| StorageError::corrupt(path, at, "a node stored twice"))?
+            }
+            (None, Some(_)) => return Err(StorageError::corrupt(path, at, "a second root")),
+            (Some(_), None) => {
+                return Err(StorageError::corrupt(path, at, "the root is not first"))
+            }
+        };
+        if let NodeKind::Ephemeral(owner) = raw.kind {
+            self.ephemerals.push((owner, id));
+        }
+        self.ids.push(id);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -556,11 +624,15 @@ mod tests {
         assert_eq!(loaded.last_zxid(), state.last_zxid());
         assert_eq!(loaded.tree().len(), state.tree().len());
         for (p, node) in state.tree().iter() {
-            let other = loaded.tree().get(p).unwrap();
+            let other = loaded.tree().get(&p).unwrap();
             assert_eq!(other.stat(), node.stat(), "{p}");
-            assert_eq!(other.data, node.data);
+            assert_eq!(other.data(), node.data());
             assert_eq!(other.acl, node.acl);
-            assert_eq!(other.kind, node.kind);
+            assert_eq!(other.kind(), node.kind());
+            assert_eq!(
+                loaded.tree().child_names(other),
+                state.tree().child_names(node)
+            );
         }
         assert_eq!(loaded.sessions(), state.sessions());
         assert_eq!(
@@ -568,6 +640,110 @@ mod tests {
             state.reap_candidates(i64::MAX, 10)
         );
         assert_eq!(read_snapshot_meta(&StdFs, &path).unwrap(), b"meta!");
+    }
+
+    /// Format 3 as Roost 0.1 wrote it: whole paths in pre-order, ACLs last.
+    fn encode_version_3(state: &State) -> Vec<u8> {
+        fn bytes(out: &mut Vec<u8>, v: &[u8]) {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&3u32.to_le_bytes());
+        bytes(&mut out, b"old");
+        out.extend_from_slice(&state.last_zxid().to_le_bytes());
+        let tree = state.tree();
+        out.extend_from_slice(&(tree.len() as i64).to_le_bytes());
+        let acls: Vec<_> = tree.acl_lists().cloned().collect();
+        for (p, node) in tree.iter() {
+            bytes(&mut out, p.as_bytes());
+            match node.data_slice() {
+                Some(d) => {
+                    out.push(1);
+                    bytes(&mut out, d);
+                }
+                None => out.push(0),
+            }
+            let acl = acls.iter().position(|a| Arc::ptr_eq(a, &node.acl)).unwrap();
+            out.extend_from_slice(&(acl as u32).to_le_bytes());
+            for v in [node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [node.version, node.aversion, node.child_creates] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            match node.kind() {
+                NodeKind::Persistent => out.push(0),
+                NodeKind::Ephemeral(o) => {
+                    out.push(1);
+                    out.extend_from_slice(&o.to_le_bytes());
+                }
+                NodeKind::Container => out.push(2),
+                NodeKind::Ttl(ms) => {
+                    out.push(3);
+                    out.extend_from_slice(&ms.to_le_bytes());
+                }
+            }
+        }
+        out.extend_from_slice(&(acls.len() as u32).to_le_bytes());
+        for acl in &acls {
+            out.extend_from_slice(&(acl.len() as u32).to_le_bytes());
+            for e in acl.iter() {
+                out.extend_from_slice(&e.perms.to_le_bytes());
+                bytes(&mut out, e.id.scheme.as_bytes());
+                bytes(&mut out, e.id.id.as_bytes());
+            }
+        }
+        out.extend_from_slice(&(state.sessions().len() as i64).to_le_bytes());
+        for (id, session) in state.sessions().iter() {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&session.timeout_ms.to_le_bytes());
+            bytes(&mut out, &session.password);
+            out.extend_from_slice(&(session.owner as i64).to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(END_MAGIC);
+        out
+    }
+
+    #[test]
+    fn a_version_3_snapshot_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = sample_state();
+        let path = dir.path().join("old");
+        std::fs::write(&path, encode_version_3(&state)).unwrap();
+        let (meta, loaded) = read_snapshot(&StdFs, &path, state.config().clone()).unwrap();
+        assert_eq!(meta, b"old");
+        assert_eq!(loaded.tree().len(), state.tree().len());
+        for (p, node) in state.tree().iter() {
+            let other = loaded.tree().get(&p).unwrap();
+            assert_eq!(
+                (other.stat(), other.data()),
+                (node.stat(), node.data()),
+                "{p}"
+            );
+        }
+        assert_eq!(loaded.sessions(), state.sessions());
+        assert_eq!(
+            loaded.tree().approximate_data_bytes(),
+            state.tree().approximate_data_bytes()
+        );
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_snapshot(&StdFs, dir.path(), "snap", b"", &sample_state()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4..8].copy_from_slice(&9u32.to_le_bytes());
+        let len = bytes.len();
+        let crc = crc32c::crc32c(&bytes[..len - 8]);
+        bytes[len - 8..len - 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_snapshot(&StdFs, &path, StateConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
     }
 
     #[test]
