@@ -353,6 +353,10 @@ impl AclTable {
         if let Some(shared) = self.lists.find(hash, |known| **known == *acl) {
             return shared.clone();
         }
+        self.insert(hash, acl)
+    }
+
+    fn insert(&mut self, hash: u64, acl: Arc<Vec<Acl>>) -> Arc<Vec<Acl>> {
         let hasher = &self.hasher;
         self.lists
             .insert_unique(hash, acl.clone(), |list| acl_hash(hasher, list));
@@ -370,11 +374,7 @@ impl AclTable {
             self.lists.retain(|list| Arc::strong_count(list) > 1);
             self.sweep_at = (self.lists.len() * 2).max(64);
         }
-        let acl = Arc::new(acl);
-        let hasher = &self.hasher;
-        self.lists
-            .insert_unique(hash, acl.clone(), |list| acl_hash(hasher, list));
-        acl
+        self.insert(hash, Arc::new(acl))
     }
 }
 
