@@ -160,7 +160,6 @@ async fn coordinator(args: &Args) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.timeout);
     let mut kills = 0;
     let mut rng = rand::thread_rng();
-    let mut next_kill = Instant::now() + Duration::from_millis(rng.gen_range(300..900));
     loop {
         let left = queue.len().await?;
         print!("\r{left:5} emails left, {kills} workers killed   ");
@@ -170,7 +169,10 @@ async fn coordinator(args: &Args) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             bail!("{left} emails still unprocessed after {} s", args.timeout);
         }
-        if kills < args.kills && Instant::now() >= next_kill && !running.is_empty() {
+        // Kills are spread by progress, not by time, so that every one of them
+        // lands while work is left however fast the workers are.
+        let kill_due = left <= args.emails * (args.kills - kills) / (args.kills + 1);
+        if kills < args.kills && kill_due && !running.is_empty() {
             let victim = rng.gen_range(0..running.len());
             let mut child: std::process::Child = running.swap_remove(victim);
             let killed = child.kill(); // SIGKILL
@@ -181,7 +183,6 @@ async fn coordinator(args: &Args) -> anyhow::Result<()> {
             running.push(spawn_worker(&worker_args(next_worker), &log)?);
             logs.push(log);
             next_worker += 1;
-            next_kill = Instant::now() + Duration::from_millis(rng.gen_range(300..900));
         }
         // Replace workers that finished early (the queue looked empty while
         // a dead worker's claim was still held).
@@ -192,7 +193,7 @@ async fn coordinator(args: &Args) -> anyhow::Result<()> {
             logs.push(log);
             next_worker += 1;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!();
     for mut child in running {
