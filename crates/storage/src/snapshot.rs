@@ -165,7 +165,7 @@ fn write_body(
             .get(&Arc::as_ptr(&node.acl))
             .ok_or_else(|| StorageError::Invariant("a node's ACL is not interned".into()))?;
         w.u32(parent.unwrap_or(u32::MAX))?;
-        w.bytes(node.name().as_bytes())?;
+        w.bytes(node.name_bytes())?;
         match node.data_slice() {
             Some(data) => {
                 w.put(&[1])?;
@@ -340,6 +340,7 @@ pub fn read_snapshot(
         let acls = read_acls(&mut c)?;
         let node_count = c.count(50)?;
         loader.ids.reserve(node_count);
+        loader.expected = node_count;
         for _ in 0..node_count {
             let at = c.pos as u64;
             let parent = match c.u32()? {
@@ -355,6 +356,7 @@ pub fn read_snapshot(
     } else {
         // Version 2 and 3: full paths in pre-order, the ACL table after them.
         let node_count = c.count(60)?;
+        loader.expected = node_count;
         let mut raws = Vec::with_capacity(node_count);
         // (path, visit number) of the ancestors of the node being read
         let mut ancestors: Vec<(&str, u32)> = Vec::new();
@@ -505,6 +507,8 @@ struct TreeLoader {
     ids: Vec<NodeId>,
     /// Ephemeral nodes by owner, registered with their sessions at the end.
     ephemerals: Vec<(i64, NodeId)>,
+    /// Nodes the snapshot says it holds (bounded by its size).
+    expected: usize,
 }
 
 impl TreeLoader {
@@ -535,7 +539,9 @@ impl TreeLoader {
         };
         let id = match (raw.parent, &mut self.builder) {
             (None, None) => {
-                self.builder = Some(TreeBuilder::new(init));
+                let mut builder = TreeBuilder::new(init);
+                builder.reserve(self.expected);
+                self.builder = Some(builder);
                 NodeId::ROOT
             }
             (Some(parent), Some(builder)) => {
