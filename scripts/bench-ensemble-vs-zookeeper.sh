@@ -16,13 +16,13 @@ SECONDS_PER_RUN=${1:-10}
 TRIALS=${2:-5}
 ROOST=$PWD/target/release/roost
 ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar
+[[ -x $ROOST ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+[[ -f /usr/share/java/zookeeper.jar ]] || { echo "install ZooKeeper: apt-get install zookeeper" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/roost-ensemble-bench.XXXXXX)
 BASE=$((24000 + RANDOM % 1000))
 declare -a PIDS=()
 trap 'stop_all; rm -rf "$WORK"' EXIT
 
-[[ -x $ROOST ]] || { echo "build first: cargo build --release" >&2; exit 1; }
-[[ -f /usr/share/java/zookeeper.jar ]] || { echo "install ZooKeeper: apt-get install zookeeper" >&2; exit 1; }
 
 client_port() { echo $((BASE + $1)); }
 fourlw() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf $2 >&3 && cat <&3" 2>/dev/null || true; }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Server memory beside Apache ZooKeeper (Debian package) under loads that hold
-# connections open (scripts/bench-memory.py): a reconnect storm of SESSIONS
-# sessions, and a client that stops reading while SETS watch events are fired
-# at it. Each run starts a fresh standalone server (forceSync on, tickTime
-# 2000, ZooKeeper with its default 1 GB heap), one server at a time.
+# Server memory beside Apache ZooKeeper (Debian package) under the loads of
+# scripts/bench-memory.py: a reconnect storm of SESSIONS sessions, a client
+# that stops reading while SETS watch events are fired at it, and ZNODES
+# persistent znodes (40-byte paths, 100-byte data). Each run starts a fresh
+# standalone server (forceSync on, tickTime 2000, ZooKeeper with its default
+# 1 GB heap), one server at a time. For ZooKeeper the live heap after a full
+# GC is printed too (jcmd), since a JVM's RSS follows its heap size, not its data.
 #
-#   scripts/bench-memory-vs-zookeeper.sh [SESSIONS] [SETS]   (defaults 2000, 100000)
+#   scripts/bench-memory-vs-zookeeper.sh [SESSIONS] [SETS] [ZNODES]
+#       (defaults 2000, 100000, 200000; LOADS="znodes" runs only that load)
 #
 # Prints one JSON line per run and a markdown table at the end. Needs a
 # release build (cargo build --release) and `apt-get install zookeeper`.
@@ -14,15 +17,17 @@ cd "$(dirname "$0")/.."
 
 SESSIONS=${1:-2000}
 SETS=${2:-100000}
+ZNODES=${3:-200000}
+read -r -a LOADS <<<"${LOADS:-storm slow znodes}"
 ROOST=target/release/roost
 ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar
+[[ -x $ROOST ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+[[ -f /usr/share/java/zookeeper.jar ]] || { echo "install ZooKeeper: apt-get install zookeeper" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/roost-bench-memory.XXXXXX)
 PORT=$((24000 + RANDOM % 1000))
 SERVER_PID=
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
-[[ -x $ROOST ]] || { echo "build first: cargo build --release" >&2; exit 1; }
-[[ -f /usr/share/java/zookeeper.jar ]] || { echo "install ZooKeeper: apt-get install zookeeper" >&2; exit 1; }
 # Both ends of every session need a descriptor.
 ulimit -n "$((SESSIONS * 2 + 1024))" 2>/dev/null || true
 
@@ -75,13 +80,32 @@ start_zookeeper() {
 }
 
 declare -A RESULT
+declare -A LIVE_HEAP
+# Used heap after a full GC, in MiB (ZooKeeper only).
+live_heap_mib() {
+  command -v jcmd >/dev/null || { echo "?"; return; }
+  jcmd "$SERVER_PID" GC.run >/dev/null 2>&1 || true
+  jcmd "$SERVER_PID" GC.heap_info 2>/dev/null |
+    python3 -c 'import re,sys; m=re.search(r"used (\d+)K", sys.stdin.read()); print(round(int(m.group(1))/1024,1) if m else "?")'
+}
+
 for server in roost zookeeper; do
-  for load in storm slow; do
+  for load in "${LOADS[@]}"; do
     "start_$server"
-    count=$SESSIONS; [[ $load == slow ]] && count=$SETS
+    case $load in
+      storm) count=$SESSIONS ;;
+      slow) count=$SETS ;;
+      *) count=$ZNODES ;;
+    esac
+    base_heap=
+    [[ $server == zookeeper && $load == znodes ]] && base_heap=$(live_heap_mib)
     line=$(python3 scripts/bench-memory.py "127.0.0.1:$PORT" "$SERVER_PID" "$load" "$count")
     echo "{\"server\":\"$server\",\"result\":$line}"
     RESULT[$server/$load]=$line
+    if [[ -n $base_heap ]]; then
+      LIVE_HEAP[$server/$load]="live heap after GC $base_heap → $(live_heap_mib) MiB"
+      echo "# zookeeper ${LIVE_HEAP[$server/$load]}"
+    fi
     stop_server
   done
 done
@@ -91,12 +115,14 @@ field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 echo
 echo "| load | server | RSS before (MiB) | RSS peak (MiB) | growth (MiB) | observed |"
 echo "|---|---|---:|---:|---:|---|"
-for load in storm slow; do
+for load in "${LOADS[@]}"; do
   for server in roost zookeeper; do
     r=${RESULT[$server/$load]}
     before=$(field "$r" rss_before_mib); peak=$(field "$r" rss_peak_mib)
     if [[ $load == storm ]]; then
       seen="$(field "$r" opened) opened in $(field "$r" open_s) s, $(field "$r" reattached) re-attached in $(field "$r" storm_s) s"
+    elif [[ $load == znodes ]]; then
+      seen="$(field "$r" acked) znodes in $(field "$r" create_s) s, $(field "$r" bytes_per_znode) B/znode${LIVE_HEAP[$server/$load]:+; ${LIVE_HEAP[$server/$load]}}"
     else
       seen="$(field "$r" acked) sets in $(field "$r" write_s) s; slow client got $(field "$r" events_delivered) events, closed: $(field "$r" slow_connection_closed)"
     fi

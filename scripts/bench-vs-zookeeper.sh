@@ -13,13 +13,13 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
 ROOST=target/release/roost
 ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar
+[[ -x $ROOST ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+[[ -f /usr/share/java/zookeeper.jar ]] || { echo "install ZooKeeper: apt-get install zookeeper" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/roost-bench.XXXXXX)
 PORT=$((23000 + RANDOM % 1000))
 SERVER_PID=
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
-[[ -x $ROOST ]] || { echo "build first: cargo build --release" >&2; exit 1; }
-[[ -f /usr/share/java/zookeeper.jar ]] || { echo "install ZooKeeper: apt-get install zookeeper" >&2; exit 1; }
 
 ruok() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT && printf ruok >&3 && cat <&3" 2>/dev/null || true; }
 srvr() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT && printf srvr >&3 && cat <&3" 2>/dev/null || true; }

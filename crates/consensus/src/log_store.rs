@@ -146,6 +146,16 @@ impl Cache {
         }
     }
 
+    /// Drops the entries up to `index` that the WAL holds, keeping the last.
+    fn trim_through(&mut self, index: u64, written_index: Option<u64>) {
+        while self.entries.len() > 1
+            && self.first_index <= index
+            && written_index.is_some_and(|w| self.first_index <= w)
+        {
+            self.pop_front();
+        }
+    }
+
     /// Drops entries from index `from` on.
     fn truncate(&mut self, from: u64) {
         while self
@@ -373,6 +383,13 @@ impl LogStore {
     /// True once a write to the log failed; the server must stop.
     pub(crate) fn failed(&self) -> bool {
         self.inner.disk.failed.load(Ordering::Relaxed)
+    }
+
+    /// Lets the entries a snapshot covers (up to `index`) leave memory: only
+    /// a lagging follower still needs them, and it reads them from the WAL.
+    pub(crate) fn trim_cache_through(&self, index: u64) {
+        let written = self.inner.disk.written_index();
+        self.cache().trim_through(index, written);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -850,5 +867,24 @@ mod tests {
         assert_eq!(log.last_index(), Some(11));
         let read = log.try_get_log_entries(11..12).await.unwrap();
         assert_eq!(read[0].log_id.index, 11);
+    }
+
+    #[tokio::test]
+    async fn entries_a_snapshot_covers_leave_the_cache_and_are_read_from_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let entries: Vec<RaftEntry> = (1..=20).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
+        log.blocking_append(entries).await.unwrap();
+        assert_eq!(log.cache().entries.len(), 20);
+        log.trim_cache_through(15);
+        let cache_first = log.cache().first_index;
+        assert_eq!((log.cache().entries.len(), cache_first), (5, 16));
+        // Beyond the last entry: the last one stays, so the log's end is known.
+        log.trim_cache_through(100);
+        assert_eq!(log.cache().entries.len(), 1);
+        assert_eq!(log.last_index(), Some(20));
+        let read = log.try_get_log_entries(3..21).await.unwrap();
+        let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (3..=20).collect::<Vec<u64>>());
     }
 }

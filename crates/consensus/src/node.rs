@@ -515,6 +515,7 @@ impl Consensus {
         )));
         tasks.push(tokio::spawn(run_housekeeping(
             raft.clone(),
+            log.clone(),
             housekeeping_rx,
         )));
         let pump = Pump {
@@ -745,12 +746,20 @@ async fn add_observers(
     }
 }
 
-async fn run_housekeeping(raft: Raft, mut requests: mpsc::UnboundedReceiver<Housekeeping>) {
+async fn run_housekeeping(
+    raft: Raft,
+    log: LogStore,
+    mut requests: mpsc::UnboundedReceiver<Housekeeping>,
+) {
     while let Some(request) = requests.recv().await {
         let result = match request {
             Housekeeping::TakeSnapshot => raft.trigger().snapshot().await,
             Housekeeping::PurgeUpTo(index) if index > 0 => raft.trigger().purge_log(index).await,
             Housekeeping::PurgeUpTo(_) => Ok(()),
+            Housekeeping::TrimCacheThrough(index) => {
+                log.trim_cache_through(index);
+                Ok(())
+            }
         };
         if let Err(e) = result {
             warn!("raft housekeeping stopped: {e}");

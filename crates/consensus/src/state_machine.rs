@@ -76,6 +76,9 @@ pub(crate) enum Housekeeping {
     TakeSnapshot,
     /// Snapshots older than this index were deleted; the log up to it may go.
     PurgeUpTo(u64),
+    /// A snapshot covers the log up to this index: the entries up to it
+    /// leave the in-memory cache (the WAL still has them for followers).
+    TrimCacheThrough(u64),
 }
 
 /// The snapshot directory and the current snapshot.
@@ -304,6 +307,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(|e| disk_error(DiskError::Invariant(e.to_string())))?;
         match written {
             Ok((meta, file, oldest)) => {
+                if let Some(last) = meta.last_log_id {
+                    let _ = self
+                        .housekeeping
+                        .send(Housekeeping::TrimCacheThrough(last.index));
+                }
                 let _ = self.housekeeping.send(Housekeeping::PurgeUpTo(oldest));
                 Ok(Snapshot {
                     meta,
