@@ -32,7 +32,7 @@ fn create(tree: &mut Tree, path: &str, zxid: i64) {
         parent,
         path,
         Some(&VALUE),
-        open_acl(),
+        &open_acl(),
         NodeKind::Persistent,
         zxid,
         zxid,

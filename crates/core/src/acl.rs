@@ -11,6 +11,7 @@
 use base64::Engine;
 use roost_proto::{perms, Acl, ErrorCode, Id};
 use sha1::{Digest, Sha1};
+use std::borrow::Cow;
 
 /// `world:anyone` with every permission (`ZooDefs.Ids.OPEN_ACL_UNSAFE`).
 pub fn open_acl() -> Vec<Acl> {
@@ -63,7 +64,13 @@ fn is_authenticated_scheme(scheme: &str) -> bool {
 
 /// Validates an ACL for create/setACL and expands `auth` entries into the
 /// caller's authenticated identities (`PrepRequestProcessor.fixupACL`).
-pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
+pub fn fixup<'a>(acl: &'a [Acl], ids: &[Id]) -> Result<Cow<'a, [Acl]>, ErrorCode> {
+    // Almost every create carries a valid list with no duplicates and no
+    // `auth` entry: it is used as it came, with no copy.
+    let distinct = acl.iter().enumerate().all(|(i, a)| !acl[..i].contains(a));
+    if !acl.is_empty() && distinct && acl.iter().all(is_valid_as_given) {
+        return Ok(Cow::Borrowed(acl));
+    }
     let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
     for a in acl {
         if !unique.contains(&a) {
@@ -95,7 +102,17 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
+}
+
+/// Whether an entry is kept as it is (not `auth`, which names the caller).
+fn is_valid_as_given(a: &Acl) -> bool {
+    match a.id.scheme.as_str() {
+        "world" => a.id.id == "anyone",
+        "digest" => is_valid_digest_id(&a.id.id),
+        "ip" => is_valid_ip_expr(&a.id.id),
+        _ => false,
+    }
 }
 
 /// Java's `id.split(":").length == 2`: trailing empty parts are dropped first.
@@ -239,8 +256,14 @@ mod tests {
     #[test]
     fn fixup_expands_auth_and_rejects_invalid() {
         let caller = ids(&[("ip", "127.0.0.1"), ("digest", "bob:h")]);
-        let out = fixup(&[Acl::new(31, "auth", "")], &caller).unwrap();
-        assert_eq!(out, vec![Acl::new(31, "digest", "bob:h")]);
+        let auth = [Acl::new(31, "auth", "")];
+        let out = fixup(&auth, &caller).unwrap();
+        assert_eq!(*out, [Acl::new(31, "digest", "bob:h")]);
+        // A valid list with no auth entry is used as given; duplicates go.
+        let open = [Acl::new(31, "world", "anyone")];
+        assert!(matches!(fixup(&open, &caller), Ok(Cow::Borrowed(_))));
+        let twice = [open[0].clone(), open[0].clone()];
+        assert_eq!(*fixup(&twice, &caller).unwrap(), open);
         let anon = ids(&[("ip", "127.0.0.1")]);
         assert_eq!(
             fixup(&[Acl::new(31, "auth", "")], &anon),

@@ -373,7 +373,7 @@ impl State {
             parent_id,
             &created_path,
             request.data.as_deref(),
-            acl,
+            &acl,
             kind,
             zxid,
             entry.time_ms,
@@ -454,7 +454,7 @@ impl State {
         let node = self.tree.get(p).ok_or(ErrorCode::NoNode)?;
         acl::check(&node.acl, perms::ADMIN, &entry.identities)?;
         let aversion = check_version(node.aversion, request.version)?;
-        Ok(OpOutcome::AclSet(self.tree.set_acl(p, acl, aversion)))
+        Ok(OpOutcome::AclSet(self.tree.set_acl(p, &acl, aversion)))
     }
 
     fn check_version(

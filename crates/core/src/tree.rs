@@ -320,8 +320,47 @@ impl NodeId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
     pub event: EventType,
-    pub path: Arc<str>,
+    /// The path is `full[..len]`: a parent's trigger shares the allocation
+    /// of its child's path, so a create or delete allocates one path, not two.
+    full: Arc<str>,
+    len: usize,
     pub acl: Arc<Vec<Acl>>,
+}
+
+impl Trigger {
+    fn at(event: EventType, path: Arc<str>, acl: Arc<Vec<Acl>>) -> Trigger {
+        let len = path.len();
+        Trigger {
+            event,
+            full: path,
+            len,
+            acl,
+        }
+    }
+
+    /// The trigger for `parent`, a prefix of `child`'s path.
+    fn at_parent(event: EventType, child: &Arc<str>, parent: &str, acl: Arc<Vec<Acl>>) -> Trigger {
+        debug_assert!(child.starts_with(parent));
+        Trigger {
+            event,
+            full: child.clone(),
+            len: parent.len(),
+            acl,
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.full[..self.len]
+    }
+
+    /// The path as a shared string (allocated only for a parent's trigger).
+    pub fn shared_path(&self) -> Arc<str> {
+        if self.len == self.full.len() {
+            self.full.clone()
+        } else {
+            Arc::from(self.path())
+        }
+    }
 }
 
 type Chunk = Vec<Option<Node>>;
@@ -366,9 +405,10 @@ impl AclTable {
     }
 
     /// The shared list equal to `acl`, made from it if there is none yet.
-    fn intern(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
-        let hash = acl_hash(&self.hasher, &acl);
-        if let Some(shared) = self.lists.find(hash, |known| **known == acl) {
+    /// The shared list equal to `acl`; allocates only for a list not seen yet.
+    fn intern(&mut self, acl: &[Acl]) -> Arc<Vec<Acl>> {
+        let hash = acl_hash(&self.hasher, acl);
+        if let Some(shared) = self.lists.find(hash, |known| known.as_slice() == acl) {
             return shared.clone();
         }
         if self.lists.len() >= self.sweep_at {
@@ -376,7 +416,7 @@ impl AclTable {
             self.lists.retain(|list| Arc::strong_count(list) > 1);
             self.sweep_at = (self.lists.len() * 2).max(64);
         }
-        self.insert(hash, Arc::new(acl))
+        self.insert(hash, Arc::new(acl.to_vec()))
     }
 }
 
@@ -856,7 +896,7 @@ impl Tree {
         parent: NodeId,
         path: &str,
         data: Option<&[u8]>,
-        acl: Vec<Acl>,
+        acl: &[Acl],
         kind: NodeKind,
         zxid: i64,
         time_ms: i64,
@@ -897,16 +937,14 @@ impl Tree {
             _ => {}
         }
         self.data_bytes += (path.len() + data.map_or(0, <[u8]>::len)) as u64;
-        triggers.push(Trigger {
-            event: EventType::NodeCreated,
-            path: key,
-            acl,
-        });
-        triggers.push(Trigger {
-            event: EventType::NodeChildrenChanged,
-            path: Arc::from(parent_path),
-            acl: parent_acl,
-        });
+        let parent_trigger = Trigger::at_parent(
+            EventType::NodeChildrenChanged,
+            &key,
+            parent_path,
+            parent_acl,
+        );
+        triggers.push(Trigger::at(EventType::NodeCreated, key, acl));
+        triggers.push(parent_trigger);
         stat
     }
 
@@ -967,16 +1005,15 @@ impl Tree {
             _ => {}
         }
         self.data_bytes -= (path.len() + node.data_len()) as u64;
-        triggers.push(Trigger {
-            event: EventType::NodeDeleted,
-            path: Arc::from(path),
-            acl: node.acl.clone(),
-        });
-        triggers.push(Trigger {
-            event: EventType::NodeChildrenChanged,
-            path: Arc::from(parent_path),
-            acl: parent_acl,
-        });
+        let key: Arc<str> = Arc::from(path);
+        let parent_trigger = Trigger::at_parent(
+            EventType::NodeChildrenChanged,
+            &key,
+            parent_path,
+            parent_acl,
+        );
+        triggers.push(Trigger::at(EventType::NodeDeleted, key, node.acl.clone()));
+        triggers.push(parent_trigger);
         node
     }
 
@@ -1002,16 +1039,16 @@ impl Tree {
         let stat = node.stat();
         let acl = node.acl.clone();
         self.data_bytes = self.data_bytes - old_len + data.map_or(0, <[u8]>::len) as u64;
-        triggers.push(Trigger {
-            event: EventType::NodeDataChanged,
-            path: Arc::from(path),
+        triggers.push(Trigger::at(
+            EventType::NodeDataChanged,
+            Arc::from(path),
             acl,
-        });
+        ));
         stat
     }
 
     /// Replaces a node's ACL and sets its aversion (fires no watch, as in ZooKeeper).
-    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> Stat {
+    pub fn set_acl(&mut self, path: &str, acl: &[Acl], aversion: i32) -> Stat {
         let acl = self.acls.intern(acl);
         let id = self
             .id_of(path)
@@ -1133,7 +1170,7 @@ mod tests {
             parent,
             path,
             Some(b"v"),
-            crate::acl::open_acl(),
+            &crate::acl::open_acl(),
             NodeKind::Persistent,
             zxid,
             10,

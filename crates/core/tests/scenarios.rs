@@ -126,8 +126,8 @@ impl Sim {
         });
         let mut line = format!("z{} {}", applied.zxid, fmt_result(&applied.result));
         for t in &applied.triggers {
-            for watcher in self.watches.trigger(&t.path, t.event) {
-                line += &format!("\n    event w{watcher} {} {}", t.event.name(), t.path);
+            for watcher in self.watches.trigger(t.path(), t.event) {
+                line += &format!("\n    event w{watcher} {} {}", t.event.name(), t.path());
             }
         }
         line

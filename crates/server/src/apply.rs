@@ -94,7 +94,7 @@ pub(crate) fn apply_committed(shared: &Shared, entries: &[Entry], mark: &Applied
     for entry in entries {
         let applied = state.apply(entry);
         for trigger in &applied.triggers {
-            for watcher in watches.trigger(&trigger.path, trigger.event) {
+            for watcher in watches.trigger(trigger.path(), trigger.event) {
                 let Some(conn) = registry.conns.get(&watcher) else {
                     continue;
                 };
@@ -108,7 +108,7 @@ pub(crate) fn apply_committed(shared: &Shared, entries: &[Entry], mark: &Applied
                 conn.send(ConnMsg::Notify {
                     zxid: applied.zxid,
                     event: trigger.event,
-                    path: trigger.path.clone(),
+                    path: trigger.shared_path(),
                 });
             }
         }

@@ -161,7 +161,7 @@ fn run(ops: Vec<Op>, check_every: usize) {
                     parent_id,
                     &p,
                     data.as_deref(),
-                    acl(31),
+                    &acl(31),
                     kind,
                     zxid,
                     zxid * 10,
@@ -215,7 +215,7 @@ fn run(ops: Vec<Op>, check_every: usize) {
                     continue;
                 };
                 let aversion = node.stat.aversion + 1;
-                tree.set_acl(&p, acl(perms), aversion);
+                tree.set_acl(&p, &acl(perms), aversion);
                 node.stat.aversion = aversion;
                 node.acl = acl(perms);
             }
