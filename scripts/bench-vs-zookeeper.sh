@@ -73,8 +73,10 @@ start_zookeeper() {
 declare -A RESULT
 run() { # run SERVER NAME ARGS...
   local server=$1 name=$2; shift 2
-  local line
-  line=$("$ROOST" bench --server "127.0.0.1:$PORT" --duration "$SECONDS_PER_RUN" --json "$@" 2>/dev/null)
+  local line duration=$SECONDS_PER_RUN
+  # A run bounded by --ops lasts until its count (at most 5 minutes).
+  [[ " $* " == *" --ops "* ]] && duration=300
+  line=$("$ROOST" bench --server "127.0.0.1:$PORT" --duration "$duration" --json "$@" 2>/dev/null)
   echo "{\"server\":\"$server\",\"run\":\"$name\",\"result\":$line}"
   RESULT[$server/$name]=$line
 }
@@ -86,6 +88,7 @@ field() { # field JSON KEY  (top-level number, or latency_ms.KEY)
 RUNS=(
   "create 1x1|--workload create --sessions 1 --depth 1"
   "create 16x16|--workload create --sessions 16 --depth 16"
+  "create 16x16 to 1M znodes|--workload create --sessions 16 --depth 16 --ops 1000000"
   "set 1x1|--workload set --sessions 1 --depth 1"
   "set 16x16|--workload set --sessions 16 --depth 16"
   "get 16x16|--workload get --sessions 16 --depth 16"
