@@ -23,6 +23,8 @@
 //! - ACLs: shared by `Arc`; [`crate::State`] interns equal lists, so a node
 //!   with a common ACL pays only its pointer.
 //!
+//! - per watch: see [`crate::watch`] (the path is stored once, shared).
+//!
 //! So about 155 bytes plus the segment and the data. Freed slots are reused
 //! (last freed first); the arena does not shrink.
 //!

@@ -12,8 +12,14 @@
 //! Invariants: `by_watcher` is the exact inverse of the two tables; a path
 //! appears in a table only with at least one watcher holding a non-empty mode
 //! set; `recursive` counts the (watcher, path) pairs with the recursive mode.
+//!
+//! A watched path is one shared string (`Arc<str>`): the tables and every
+//! watcher holding it point at the same allocation, so a watch costs its map
+//! entries (~50 bytes per watcher and path, ~65 more per distinct path) plus
+//! the path once, not two copies of it per watcher.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use roost_proto::{EventType, WatcherType};
 
@@ -34,14 +40,32 @@ pub enum WatchKind {
     Child,
 }
 
-type Table = HashMap<String, HashMap<WatcherId, u8>>;
+impl WatchKind {
+    /// Where this kind's modes sit in [`Held::paths`].
+    fn slot(self) -> usize {
+        match self {
+            WatchKind::Data => 0,
+            WatchKind::Child => 1,
+        }
+    }
+}
+
+type Table = HashMap<Arc<str>, HashMap<WatcherId, u8>>;
+
+/// The watches one connection holds.
+#[derive(Debug, Default, Clone)]
+struct Held {
+    /// Path -> modes in the data and the child table; sorted for `wchc`.
+    paths: BTreeMap<Arc<str>, [u8; 2]>,
+    /// (path, table) pairs with a mode: the connection's watch count.
+    count: usize,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct WatchTable {
     data: Table,
     child: Table,
-    /// Per watcher: (kind, path) -> modes; sorted for stable `wchc` output.
-    by_watcher: HashMap<WatcherId, BTreeMap<(WatchKind, String), u8>>,
+    by_watcher: HashMap<WatcherId, Held>,
     recursive: usize,
 }
 
@@ -58,24 +82,34 @@ impl WatchTable {
     }
 
     fn add(&mut self, watcher: WatcherId, path: &str, kind: WatchKind, mode: u8) {
-        let modes = self
+        let old = self.modes_of(watcher, path, kind);
+        if old & mode != mode {
+            self.set_modes(watcher, path, kind, old | mode);
+        }
+    }
+
+    /// The modes `watcher` holds on `path` in one table (0: none).
+    fn modes_of(&self, watcher: WatcherId, path: &str, kind: WatchKind) -> u8 {
+        self.by_watcher
+            .get(&watcher)
+            .and_then(|held| held.paths.get(path))
+            .map_or(0, |modes| modes[kind.slot()])
+    }
+
+    /// The shared string for `path`: the one a table or the watcher already
+    /// holds, or a new one.
+    fn interned(&self, watcher: WatcherId, path: &str) -> Arc<str> {
+        let held = self
             .by_watcher
-            .entry(watcher)
-            .or_default()
-            .entry((kind, path.to_string()))
-            .or_insert(0);
-        if *modes & mode == mode {
-            return;
-        }
-        if mode & RECURSIVE != 0 {
-            self.recursive += 1;
-        }
-        *modes |= mode;
-        let modes = *modes;
-        self.table_mut(kind)
-            .entry(path.to_string())
-            .or_default()
-            .insert(watcher, modes);
+            .get(&watcher)
+            .and_then(|held| held.paths.get_key_value(path));
+        let known = self
+            .data
+            .get_key_value(path)
+            .or_else(|| self.child.get_key_value(path))
+            .map(|(key, _)| key)
+            .or(held.map(|(key, _)| key));
+        known.cloned().unwrap_or_else(|| Arc::from(path))
     }
 
     /// A one-shot watch from getData/exists (`Data`) or getChildren (`Child`).
@@ -96,13 +130,7 @@ impl WatchTable {
     /// Sets a watcher's modes on one path to `modes` (0 removes it), keeping
     /// every index in step. Returns the previous modes.
     fn set_modes(&mut self, watcher: WatcherId, path: &str, kind: WatchKind, modes: u8) -> u8 {
-        let key = (kind, path.to_string());
-        let old = self
-            .by_watcher
-            .get(&watcher)
-            .and_then(|paths| paths.get(&key))
-            .copied()
-            .unwrap_or(0);
+        let old = self.modes_of(watcher, path, kind);
         if old == modes {
             return old;
         }
@@ -120,21 +148,30 @@ impl WatchTable {
                     table.remove(path);
                 }
             }
-            if let Some(paths) = self.by_watcher.get_mut(&watcher) {
-                paths.remove(&key);
-                if paths.is_empty() {
+            if let Some(held) = self.by_watcher.get_mut(&watcher) {
+                if let Some(both) = held.paths.get_mut(path) {
+                    both[kind.slot()] = 0;
+                    held.count -= 1;
+                    if *both == [0, 0] {
+                        held.paths.remove(path);
+                    }
+                }
+                if held.paths.is_empty() {
                     self.by_watcher.remove(&watcher);
                 }
             }
         } else {
-            table
-                .entry(path.to_string())
+            let key = self.interned(watcher, path);
+            self.table_mut(kind)
+                .entry(key.clone())
                 .or_default()
                 .insert(watcher, modes);
-            self.by_watcher
-                .entry(watcher)
-                .or_default()
-                .insert(key, modes);
+            let held = self.by_watcher.entry(watcher).or_default();
+            let both = held.paths.entry(key).or_insert([0, 0]);
+            if both[kind.slot()] == 0 {
+                held.count += 1;
+            }
+            both[kind.slot()] = modes;
         }
         old
     }
@@ -191,13 +228,7 @@ impl WatchTable {
 
     /// checkWatches: whether `watcher` holds a watch of `watch_type` on `path`.
     pub fn contains(&self, watcher: WatcherId, path: &str, watch_type: WatcherType) -> bool {
-        let modes = |kind| {
-            self.by_watcher
-                .get(&watcher)
-                .and_then(|p| p.get(&(kind, path.to_string())))
-                .copied()
-                .unwrap_or(0)
-        };
+        let modes = |kind| self.modes_of(watcher, path, kind);
         match watch_type {
             WatcherType::Children => modes(WatchKind::Child) & STANDARD != 0,
             WatcherType::Data => modes(WatchKind::Data) & STANDARD != 0,
@@ -211,13 +242,7 @@ impl WatchTable {
     /// whether anything was removed.
     pub fn remove(&mut self, watcher: WatcherId, path: &str, watch_type: WatcherType) -> bool {
         let clear = |table: &mut Self, kind: WatchKind, bits: u8| {
-            let key = (kind, path.to_string());
-            let old = table
-                .by_watcher
-                .get(&watcher)
-                .and_then(|p| p.get(&key))
-                .copied()
-                .unwrap_or(0);
+            let old = table.modes_of(watcher, path, kind);
             old & bits != 0 && table.set_modes(watcher, path, kind, old & !bits) != 0
         };
         match watch_type {
@@ -238,18 +263,24 @@ impl WatchTable {
 
     /// Forgets every watch of a connection that closed.
     pub fn remove_watcher(&mut self, watcher: WatcherId) {
-        let Some(paths) = self.by_watcher.remove(&watcher) else {
+        let Some(held) = self.by_watcher.remove(&watcher) else {
             return;
         };
-        for ((kind, path), modes) in paths {
-            if modes & RECURSIVE != 0 {
-                self.recursive -= 1;
-            }
-            let table = self.table_mut(kind);
-            if let Some(watchers) = table.get_mut(&path) {
-                watchers.remove(&watcher);
-                if watchers.is_empty() {
-                    table.remove(&path);
+        for (path, both) in held.paths {
+            for kind in [WatchKind::Data, WatchKind::Child] {
+                let modes = both[kind.slot()];
+                if modes == 0 {
+                    continue;
+                }
+                if modes & RECURSIVE != 0 {
+                    self.recursive -= 1;
+                }
+                let table = self.table_mut(kind);
+                if let Some(watchers) = table.get_mut(&*path) {
+                    watchers.remove(&watcher);
+                    if watchers.is_empty() {
+                        table.remove(&*path);
+                    }
                 }
             }
         }
@@ -257,15 +288,15 @@ impl WatchTable {
 
     /// Number of (watcher, path) watches held by one connection.
     pub fn count_for(&self, watcher: WatcherId) -> usize {
-        self.by_watcher.get(&watcher).map_or(0, |p| p.len())
+        self.by_watcher.get(&watcher).map_or(0, |held| held.count)
     }
 
     /// `wchs`: connections watching, distinct watched paths, total watches.
     pub fn summary(&self) -> (usize, usize, usize) {
-        let mut paths: Vec<&String> = self.data.keys().chain(self.child.keys()).collect();
+        let mut paths: Vec<&Arc<str>> = self.data.keys().chain(self.child.keys()).collect();
         paths.sort_unstable();
         paths.dedup();
-        let total = self.by_watcher.values().map(|p| p.len()).sum();
+        let total = self.by_watcher.values().map(|held| held.count).sum();
         (self.by_watcher.len(), paths.len(), total)
     }
 
@@ -274,8 +305,17 @@ impl WatchTable {
         let mut out: Vec<_> = self
             .by_watcher
             .iter()
-            .map(|(w, paths)| {
-                let mut list: Vec<String> = paths.keys().map(|(_, p)| p.clone()).collect();
+            .map(|(w, held)| {
+                // Data-table paths, then child-table ones, each sorted.
+                let in_table = |kind: WatchKind| {
+                    held.paths
+                        .iter()
+                        .filter(move |(_, both)| both[kind.slot()] != 0)
+                        .map(|(p, _)| p.to_string())
+                };
+                let mut list: Vec<String> = in_table(WatchKind::Data)
+                    .chain(in_table(WatchKind::Child))
+                    .collect();
                 list.dedup();
                 (*w, list)
             })
@@ -286,7 +326,7 @@ impl WatchTable {
 
     /// `wchp`: each watched path with its watchers, sorted.
     pub fn by_path(&self) -> Vec<(String, Vec<WatcherId>)> {
-        let mut map: BTreeMap<&String, Vec<WatcherId>> = BTreeMap::new();
+        let mut map: BTreeMap<&Arc<str>, Vec<WatcherId>> = BTreeMap::new();
         for (path, watchers) in self.data.iter().chain(self.child.iter()) {
             map.entry(path).or_default().extend(watchers.keys());
         }
@@ -294,7 +334,7 @@ impl WatchTable {
             .map(|(p, mut w)| {
                 w.sort_unstable();
                 w.dedup();
-                (p.clone(), w)
+                (p.to_string(), w)
             })
             .collect()
     }
@@ -352,6 +392,25 @@ mod tests {
         assert!(!t.remove(7, "/w", WatcherType::Children));
         assert!(t.remove(7, "/w", WatcherType::Any));
         assert!(!t.remove(7, "/w", WatcherType::Any));
+    }
+
+    #[test]
+    fn a_watched_path_is_stored_once() {
+        let mut t = WatchTable::new();
+        t.add_one_shot(1, "/a", WatchKind::Data);
+        t.add_one_shot(2, "/a", WatchKind::Child);
+        t.add_persistent(3, "/a", false);
+        let (key, _) = t.data.get_key_value("/a").unwrap();
+        let (child_key, _) = t.child.get_key_value("/a").unwrap();
+        assert!(Arc::ptr_eq(key, child_key));
+        for w in [1, 2, 3] {
+            let (held_key, _) = t.by_watcher[&w].paths.get_key_value("/a").unwrap();
+            assert!(Arc::ptr_eq(key, held_key));
+        }
+        assert_eq!((t.count_for(1), t.count_for(2), t.count_for(3)), (1, 1, 2));
+        assert_eq!(t.summary(), (3, 1, 4));
+        assert_eq!(t.trigger("/a", EventType::NodeDeleted), vec![1, 2, 3]);
+        assert_eq!((t.count_for(1), t.count_for(3)), (0, 2));
     }
 
     #[test]
