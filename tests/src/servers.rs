@@ -88,7 +88,8 @@ pub fn zookeeper_installed() -> bool {
 pub struct ZooKeeper {
     pub addr: SocketAddr,
     child: Child,
-    _dir: tempfile::TempDir,
+    /// The folder made for it, when the caller gave none.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// A port nobody listens on right now, below the kernel's ephemeral range
@@ -114,21 +115,29 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl ZooKeeper {
     /// Starts ZooKeeper with a fresh data folder; `extra` lines go into zoo.cfg.
     pub fn start(extra: &[&str]) -> anyhow::Result<ZooKeeper> {
+        let dir = tempfile::tempdir()?;
+        let mut zk = ZooKeeper::start_in(dir.path(), extra)?;
+        zk._dir = Some(dir);
+        Ok(zk)
+    }
+
+    /// Starts ZooKeeper on `dir` (its dataDir is `dir/data`), keeping what an
+    /// earlier server left there.
+    pub fn start_in(dir: &Path, extra: &[&str]) -> anyhow::Result<ZooKeeper> {
         if !zookeeper_installed() {
             bail!("Apache ZooKeeper is not installed (apt-get install zookeeper)");
         }
-        let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let mut cfg = format!(
             "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
              maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\n",
-            dir.path().join("data").display()
+            dir.join("data").display()
         );
         for line in extra {
             cfg.push_str(line);
             cfg.push('\n');
         }
-        let cfg_path = dir.path().join("zoo.cfg");
+        let cfg_path = dir.join("zoo.cfg");
         std::fs::write(&cfg_path, cfg)?;
         let child = Command::new("/usr/bin/java")
             .args([
@@ -150,7 +159,7 @@ impl ZooKeeper {
         let zk = ZooKeeper {
             addr,
             child,
-            _dir: dir,
+            _dir: None,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {

@@ -15,6 +15,7 @@ mod fs;
 pub mod meta;
 pub mod snapshot;
 mod wal;
+pub mod zookeeper;
 
 pub use error::StorageError;
 pub use fs::{Faults, FaultyFs, FileSystem, StdFs, StorageFile};

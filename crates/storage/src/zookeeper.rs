@@ -1,0 +1,498 @@
+//! Reading Apache ZooKeeper's data directory: its snapshots
+//! (`version-2/snapshot.<zxid>`) and transaction logs (`version-2/log.<zxid>`),
+//! for `roost import`. The formats are written down in
+//! docs/zookeeper-data-format.md; every length and count is checked against
+//! the bytes left, so a damaged file gives an error, never a huge allocation.
+
+use bytes::Bytes;
+use roost_proto::{Acl, Decode, DecodeError, OpCode, Reader};
+
+const SNAPSHOT_MAGIC: i32 = 0x5A4B_534E; // "ZKSN"
+const LOG_MAGIC: i32 = 0x5A4B_4C47; // "ZKLG"
+/// The byte that ends every transaction-log entry.
+const ENTRY_END: u8 = 0x42;
+/// Index of ZooKeeper's built-in world:anyone ACL, never stored in the cache.
+const OPEN_ACL_INDEX: i64 = -1;
+/// `ephemeralOwner` of a container node.
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+/// High byte of the `ephemeralOwner` of a TTL node; the TTL is in the low 40 bits.
+const TTL_OWNER_TAG: u64 = 0xFF00_0000_0000_0000;
+const TTL_MASK: u64 = 0x00FF_FFFF_FFFF;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZkFormatError {
+    #[error("not a ZooKeeper {what} (magic {magic:#x})")]
+    BadMagic { what: &'static str, magic: i32 },
+    #[error("damaged ZooKeeper file at byte {at}: {source}")]
+    Decode { at: usize, source: DecodeError },
+    #[error("ZooKeeper file checksum mismatch at byte {at}")]
+    Checksum { at: usize },
+    #[error("ZooKeeper snapshot: {0}")]
+    Invalid(String),
+}
+
+/// Adler-32, as `java.util.zip.Adler32` computes it.
+pub fn adler32(bytes: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes is the most that can be summed before `b` could overflow.
+    for chunk in bytes.chunks(5552) {
+        for &byte in chunk {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+/// What a znode's `ephemeralOwner` says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZkNodeKind {
+    Persistent,
+    Ephemeral(i64),
+    Container,
+    Ttl(i64),
+}
+
+impl ZkNodeKind {
+    pub fn from_owner(owner: i64) -> ZkNodeKind {
+        let raw = owner as u64;
+        if owner == 0 {
+            ZkNodeKind::Persistent
+        } else if owner == CONTAINER_OWNER {
+            ZkNodeKind::Container
+        } else if raw & !TTL_MASK == TTL_OWNER_TAG {
+            ZkNodeKind::Ttl((raw & TTL_MASK) as i64)
+        } else {
+            ZkNodeKind::Ephemeral(owner)
+        }
+    }
+}
+
+/// One znode as a ZooKeeper snapshot stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkNode {
+    /// `/` for the root (ZooKeeper stores it as the empty path).
+    pub path: String,
+    pub data: Option<Bytes>,
+    pub acl: Vec<Acl>,
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: i64,
+}
+
+/// A ZooKeeper snapshot: sessions and the tree, parents before children.
+#[derive(Debug, Clone, Default)]
+pub struct ZkSnapshot {
+    /// (session id, timeout in ms).
+    pub sessions: Vec<(i64, i32)>,
+    pub nodes: Vec<ZkNode>,
+}
+
+struct Cursor {
+    reader: Reader,
+    len: usize,
+}
+
+impl Cursor {
+    fn new(bytes: Bytes) -> Cursor {
+        let len = bytes.len();
+        Cursor {
+            reader: Reader::new(bytes),
+            len,
+        }
+    }
+
+    fn at(&self) -> usize {
+        self.len - self.reader.remaining()
+    }
+
+    fn wrap<T>(
+        &mut self,
+        read: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<T, ZkFormatError> {
+        let at = self.at();
+        read(&mut self.reader).map_err(|source| ZkFormatError::Decode { at, source })
+    }
+
+    fn i32(&mut self) -> Result<i32, ZkFormatError> {
+        self.wrap(Reader::read_i32)
+    }
+
+    fn i64(&mut self) -> Result<i64, ZkFormatError> {
+        self.wrap(Reader::read_i64)
+    }
+
+    fn count(&mut self, min_item: usize) -> Result<usize, ZkFormatError> {
+        Ok(self.wrap(|r| r.read_count(min_item))?.unwrap_or(0))
+    }
+}
+
+/// Parses a whole (uncompressed) ZooKeeper snapshot file.
+pub fn read_snapshot(bytes: Bytes) -> Result<ZkSnapshot, ZkFormatError> {
+    let all = bytes.clone();
+    let mut c = Cursor::new(bytes);
+    let magic = c.i32()?;
+    if magic != SNAPSHOT_MAGIC {
+        return Err(ZkFormatError::BadMagic {
+            what: "snapshot",
+            magic,
+        });
+    }
+    let _version = c.i32()?;
+    let _dbid = c.i64()?;
+    let mut snapshot = ZkSnapshot::default();
+    let sessions = c.count(12)?;
+    for _ in 0..sessions {
+        snapshot.sessions.push((c.i64()?, c.i32()?));
+    }
+    let acl_lists = c.count(12)?;
+    let mut acls = std::collections::HashMap::with_capacity(acl_lists);
+    for _ in 0..acl_lists {
+        let index = c.i64()?;
+        let list = c.wrap(Vec::<Acl>::decode)?;
+        acls.insert(index, list);
+    }
+    loop {
+        let at = c.at();
+        let path = c.wrap(Reader::read_ustring)?;
+        if path == "/" {
+            break;
+        }
+        let data = c.wrap(Reader::read_buffer_opt)?;
+        let acl_index = c.i64()?;
+        let acl = if acl_index == OPEN_ACL_INDEX {
+            roost_core::acl::open_acl()
+        } else {
+            acls.get(&acl_index).cloned().ok_or_else(|| {
+                ZkFormatError::Invalid(format!("{path:?} at byte {at}: unknown ACL {acl_index}"))
+            })?
+        };
+        let czxid = c.i64()?;
+        let mzxid = c.i64()?;
+        let ctime = c.i64()?;
+        let mtime = c.i64()?;
+        let version = c.i32()?;
+        let cversion = c.i32()?;
+        let aversion = c.i32()?;
+        let ephemeral_owner = c.i64()?;
+        let pzxid = c.i64()?;
+        snapshot.nodes.push(ZkNode {
+            path: if path.is_empty() { "/".into() } else { path },
+            data,
+            acl,
+            czxid,
+            mzxid,
+            ctime,
+            mtime,
+            version,
+            cversion,
+            aversion,
+            ephemeral_owner,
+            pzxid,
+        });
+    }
+    // The seal: Adler-32 of everything before it, then "/".
+    let sealed = c.at();
+    let stored = c.i64()?;
+    if stored as u64 != u64::from(adler32(&all[..sealed])) {
+        return Err(ZkFormatError::Checksum { at: sealed });
+    }
+    if c.wrap(Reader::read_ustring)? != "/" {
+        return Err(ZkFormatError::Invalid(
+            "no end mark after the checksum".into(),
+        ));
+    }
+    // What follows (3.6+ digest, 3.9+ last zxid, each sealed) is not needed.
+    Ok(snapshot)
+}
+
+/// One change in a ZooKeeper transaction log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkTxn {
+    pub session: i64,
+    pub cxid: i32,
+    pub zxid: i64,
+    pub time_ms: i64,
+    pub op: ZkOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZkOp {
+    Create {
+        path: String,
+        data: Option<Bytes>,
+        acl: Vec<Acl>,
+        kind: ZkCreateKind,
+        /// The parent's cversion after this create (-1: not recorded).
+        parent_cversion: i32,
+    },
+    Delete {
+        path: String,
+    },
+    SetData {
+        path: String,
+        data: Option<Bytes>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
+    CreateSession {
+        timeout_ms: i32,
+    },
+    CloseSession,
+    /// A failed request, or a failed op of a multi.
+    Error(i32),
+    Multi(Vec<ZkOp>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZkCreateKind {
+    Persistent,
+    /// Owned by the transaction's session.
+    Ephemeral,
+    Container,
+    Ttl(i64),
+}
+
+/// The path, data and ACL every create record starts with.
+fn read_create_fields(r: &mut Reader) -> Result<(String, Option<Bytes>, Vec<Acl>), DecodeError> {
+    Ok((
+        r.read_ustring()?,
+        r.read_buffer_opt()?,
+        Vec::<Acl>::decode(r)?,
+    ))
+}
+
+/// Decodes the record of a transaction of type `op`.
+fn read_op(code: i32, r: &mut Reader) -> Result<ZkOp, DecodeError> {
+    let unknown = DecodeError::InvalidValue {
+        field: "transaction type",
+        value: i64::from(code),
+    };
+    let op = OpCode::from_code(code).ok_or(unknown.clone())?;
+    Ok(match op {
+        OpCode::Create | OpCode::Create2 => {
+            let (path, data, acl) = read_create_fields(r)?;
+            let ephemeral = r.read_bool()?;
+            // CreateTxnV0 (before 3.3) has no parent cversion.
+            let parent_cversion = if r.remaining() >= 4 {
+                r.read_i32()?
+            } else {
+                -1
+            };
+            ZkOp::Create {
+                path,
+                data,
+                acl,
+                kind: if ephemeral {
+                    ZkCreateKind::Ephemeral
+                } else {
+                    ZkCreateKind::Persistent
+                },
+                parent_cversion,
+            }
+        }
+        OpCode::CreateContainer | OpCode::CreateTtl => {
+            let (path, data, acl) = read_create_fields(r)?;
+            let parent_cversion = r.read_i32()?;
+            let kind = if op == OpCode::CreateContainer {
+                ZkCreateKind::Container
+            } else {
+                ZkCreateKind::Ttl(r.read_i64()?)
+            };
+            ZkOp::Create {
+                path,
+                data,
+                acl,
+                kind,
+                parent_cversion,
+            }
+        }
+        OpCode::Delete | OpCode::DeleteContainer => ZkOp::Delete {
+            path: r.read_ustring()?,
+        },
+        OpCode::SetData | OpCode::Reconfig => ZkOp::SetData {
+            path: r.read_ustring()?,
+            data: r.read_buffer_opt()?,
+            version: r.read_i32()?,
+        },
+        OpCode::SetAcl => ZkOp::SetAcl {
+            path: r.read_ustring()?,
+            acl: Vec::<Acl>::decode(r)?,
+            version: r.read_i32()?,
+        },
+        OpCode::Check => ZkOp::Check {
+            path: r.read_ustring()?,
+            version: r.read_i32()?,
+        },
+        OpCode::CreateSession => ZkOp::CreateSession {
+            timeout_ms: r.read_i32()?,
+        },
+        // 3.6+ lists the session's ephemerals (CloseSessionTxn); the tree says the same.
+        OpCode::CloseSession => ZkOp::CloseSession,
+        OpCode::Error => ZkOp::Error(r.read_i32()?),
+        OpCode::Multi => {
+            let count = r.read_count(8)?.unwrap_or(0);
+            let mut ops = Vec::with_capacity(count);
+            for _ in 0..count {
+                let sub_op = r.read_i32()?;
+                let sub = r.read_buffer()?;
+                ops.push(read_op(sub_op, &mut Reader::new(sub))?);
+            }
+            ZkOp::Multi(ops)
+        }
+        _ => return Err(unknown),
+    })
+}
+
+/// Parses a ZooKeeper transaction log file: every complete entry, in order.
+/// The zeros ZooKeeper preallocates, or a torn last entry, end the log.
+pub fn read_txn_log(bytes: Bytes) -> Result<Vec<ZkTxn>, ZkFormatError> {
+    let mut c = Cursor::new(bytes);
+    let magic = c.i32()?;
+    if magic != LOG_MAGIC {
+        return Err(ZkFormatError::BadMagic {
+            what: "transaction log",
+            magic,
+        });
+    }
+    let _version = c.i32()?;
+    let _dbid = c.i64()?;
+    let mut txns = Vec::new();
+    while c.reader.remaining() >= 12 {
+        let at = c.at();
+        let checksum = c.i64()?;
+        let len = c.i32()?;
+        if len == 0 {
+            break; // preallocated zeros
+        }
+        let Ok(len) = usize::try_from(len) else {
+            return Err(ZkFormatError::Invalid(format!(
+                "log entry at byte {at} has length {len}"
+            )));
+        };
+        if c.reader.remaining() < len + 1 {
+            break; // torn write at the end
+        }
+        let payload = c.wrap(|r| r.read_bytes(len))?;
+        let end = c.wrap(|r| r.read_bytes(1))?;
+        if end[0] != ENTRY_END {
+            break; // partial write
+        }
+        if checksum as u64 != u64::from(adler32(&payload)) {
+            return Err(ZkFormatError::Checksum { at });
+        }
+        let mut r = Reader::new(payload);
+        let decode = |r: &mut Reader| -> Result<ZkTxn, DecodeError> {
+            let session = r.read_i64()?;
+            let cxid = r.read_i32()?;
+            let zxid = r.read_i64()?;
+            let time_ms = r.read_i64()?;
+            let op = r.read_i32()?;
+            Ok(ZkTxn {
+                session,
+                cxid,
+                zxid,
+                time_ms,
+                op: read_op(op, r)?,
+            })
+        };
+        // A 3.6+ TxnDigest may follow the record; it is not needed.
+        let txn = decode(&mut r).map_err(|source| ZkFormatError::Decode { at, source })?;
+        txns.push(txn);
+    }
+    Ok(txns)
+}
+
+/// The zxid in a ZooKeeper file name (`snapshot.1a2b`, `log.100000001`).
+pub fn zxid_of_file(name: &str, prefix: &str) -> Option<i64> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('.')?;
+    let hex = rest.split('.').next()?;
+    u64::from_str_radix(hex, 16).ok().map(|z| z as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adler32_matches_known_values() {
+        assert_eq!(adler32(b""), 1);
+        // Known value of Adler-32("Wikipedia").
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+        let long = vec![0xFFu8; 100_000];
+        let (mut a, mut b) = (1u64, 0u64);
+        for &x in &long {
+            a = (a + u64::from(x)) % 65_521;
+            b = (b + a) % 65_521;
+        }
+        assert_eq!(adler32(&long), ((b << 16) | a) as u32);
+    }
+
+    #[test]
+    fn owner_encodings() {
+        assert_eq!(ZkNodeKind::from_owner(0), ZkNodeKind::Persistent);
+        assert_eq!(ZkNodeKind::from_owner(i64::MIN), ZkNodeKind::Container);
+        assert_eq!(
+            ZkNodeKind::from_owner(0xFF00_0000_0000_1388_u64 as i64),
+            ZkNodeKind::Ttl(5000)
+        );
+        assert_eq!(
+            ZkNodeKind::from_owner(0x0100_0189_0000_0001),
+            ZkNodeKind::Ephemeral(0x0100_0189_0000_0001)
+        );
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(zxid_of_file("snapshot.1a2b", "snapshot"), Some(0x1a2b));
+        assert_eq!(zxid_of_file("log.100000001", "log"), Some(0x1_0000_0001));
+        assert_eq!(zxid_of_file("snapshot.0.snappy", "snapshot"), Some(0));
+        assert_eq!(zxid_of_file("log.zz", "log"), None);
+        assert_eq!(zxid_of_file("snapshot.5", "log"), None);
+    }
+
+    #[test]
+    fn damaged_files_are_errors_not_panics() {
+        assert!(matches!(
+            read_snapshot(Bytes::from_static(b"nope")),
+            Err(ZkFormatError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            read_snapshot(Bytes::from_static(b"ZKSN\0\0\0\x02")),
+            Err(ZkFormatError::Decode { .. })
+        ));
+        let mut log = Vec::new();
+        log.extend_from_slice(&LOG_MAGIC.to_be_bytes());
+        log.extend_from_slice(&2i32.to_be_bytes());
+        log.extend_from_slice(&0i64.to_be_bytes());
+        // An entry whose checksum is wrong.
+        log.extend_from_slice(&7i64.to_be_bytes());
+        log.extend_from_slice(&4i32.to_be_bytes());
+        log.extend_from_slice(&[1, 2, 3, 4, ENTRY_END]);
+        assert!(matches!(
+            read_txn_log(Bytes::from(log.clone())),
+            Err(ZkFormatError::Checksum { .. })
+        ));
+        // Preallocated zeros after the header end the log.
+        log.truncate(16);
+        log.extend_from_slice(&[0; 64]);
+        assert_eq!(read_txn_log(Bytes::from(log)).unwrap(), vec![]);
+    }
+}

@@ -1,0 +1,309 @@
+//! Roost reads Apache ZooKeeper's own data files (for `roost import`): a real
+//! ZooKeeper 3.8 is given a varied tree, killed, and its transaction log and
+//! snapshot are parsed and compared with what its clients were told.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use roost_proto::*;
+use roost_storage::zookeeper::{
+    read_snapshot, read_txn_log, zxid_of_file, ZkCreateKind, ZkNodeKind, ZkOp, ZkTxn,
+};
+use roost_tests::raw::RawClient;
+use roost_tests::requests::{create, get, ok_body, set};
+use roost_tests::servers::{zookeeper_installed, ZooKeeper};
+
+fn call_ok(c: &mut RawClient, request: Request) -> Response {
+    ok_body(c.call(&request).expect("reply"))
+}
+
+fn create_as(
+    path: &str,
+    data: Option<&[u8]>,
+    opcode: OpCode,
+    mode: CreateMode,
+    ttl: i64,
+) -> Request {
+    Request::Create {
+        opcode,
+        request: CreateRequest {
+            path: path.into(),
+            data: data.map(Bytes::copy_from_slice),
+            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+            flags: mode.code(),
+            ttl,
+        },
+    }
+}
+
+/// Every znode below `/` (but not `/zookeeper`): path -> (data, stat, acl).
+type Seen = BTreeMap<String, (Option<Bytes>, Stat, Vec<Acl>)>;
+
+fn walk(c: &mut RawClient, path: &str, out: &mut Seen) {
+    let Response::GetData(data, stat) = call_ok(c, get(path, false)) else {
+        panic!("getData {path}")
+    };
+    let Response::GetAcl(acl, _) = call_ok(c, Request::GetAcl(PathRequest { path: path.into() }))
+    else {
+        panic!("getACL {path}")
+    };
+    out.insert(path.to_string(), (data, stat, acl));
+    let Response::Children(mut kids) = call_ok(
+        c,
+        Request::GetChildren(PathWatchRequest {
+            path: path.into(),
+            watch: false,
+        }),
+    ) else {
+        panic!("getChildren {path}")
+    };
+    kids.sort();
+    for kid in kids {
+        let child = if path == "/" {
+            format!("/{kid}")
+        } else {
+            format!("{path}/{kid}")
+        };
+        if child != "/zookeeper" {
+            walk(c, &child, out);
+        }
+    }
+}
+
+/// The newest file named `<prefix>.<hex zxid>` in `dir`.
+fn files(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
+    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .expect("version-2")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let zxid = zxid_of_file(path.file_name()?.to_str()?, prefix)?;
+            Some((zxid, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
+    if !zookeeper_installed() {
+        eprintln!("skipped: Apache ZooKeeper is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::start_in(dir.path(), &[]).expect("start ZooKeeper");
+    let mut c = RawClient::connect(zk.addr).unwrap();
+    call_ok(&mut c, create("/app", b"hello", CreateMode::Persistent));
+    for _ in 0..3 {
+        call_ok(
+            &mut c,
+            create("/app/seq-", b"", CreateMode::PersistentSequential),
+        );
+    }
+    call_ok(&mut c, create("/app/eph", b"e", CreateMode::Ephemeral));
+    call_ok(
+        &mut c,
+        create_as(
+            "/app/null",
+            None,
+            OpCode::Create,
+            CreateMode::Persistent,
+            -1,
+        ),
+    );
+    call_ok(
+        &mut c,
+        create_as(
+            "/jobs",
+            Some(b"j"),
+            OpCode::CreateContainer,
+            CreateMode::Container,
+            -1,
+        ),
+    );
+    call_ok(&mut c, create("/jobs/one", b"1", CreateMode::Persistent));
+    call_ok(
+        &mut c,
+        create_as(
+            "/ttl",
+            Some(b"t"),
+            OpCode::CreateTtl,
+            CreateMode::PersistentWithTtl,
+            60_000,
+        ),
+    );
+    call_ok(&mut c, set("/app", b"v2", 0));
+    call_ok(
+        &mut c,
+        Request::SetAcl(SetAclRequest {
+            path: "/app/seq-0000000000".into(),
+            acl: vec![
+                Acl::new(perms::READ, "world", "anyone"),
+                Acl::new(perms::ALL, "digest", "bob:rB1dRXQrt0a3XgYa7BX7tNmUXIM="),
+            ],
+            version: -1,
+        }),
+    );
+    call_ok(
+        &mut c,
+        Request::Delete(DeleteRequest {
+            path: "/app/seq-0000000002".into(),
+            version: -1,
+        }),
+    );
+    let multi = Request::Multi(Ok(vec![
+        MultiOp::Create {
+            opcode: OpCode::Create,
+            request: CreateRequest {
+                path: "/m".into(),
+                data: Some(Bytes::from_static(b"m")),
+                acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+                flags: 0,
+                ttl: -1,
+            },
+        },
+        MultiOp::SetData(SetDataRequest {
+            path: "/m".into(),
+            data: Some(Bytes::from_static(b"m2")),
+            version: 0,
+        }),
+    ]));
+    call_ok(&mut c, multi);
+    let mut seen = Seen::new();
+    walk(&mut c, "/", &mut seen);
+    drop(zk); // SIGKILL: the session and its ephemeral stay in the files
+
+    // The transaction log holds every change, with the zxids clients saw.
+    let version2 = dir.path().join("data/version-2");
+    let mut txns: Vec<ZkTxn> = Vec::new();
+    for (_, log) in files(&version2, "log") {
+        let bytes = Bytes::from(std::fs::read(&log).unwrap());
+        txns.extend(read_txn_log(bytes).expect("log parses"));
+    }
+    let creates: BTreeMap<&str, (i64, ZkCreateKind)> = txns
+        .iter()
+        .flat_map(|t| {
+            let ops = match &t.op {
+                ZkOp::Multi(ops) => ops.iter().collect::<Vec<_>>(),
+                op => vec![op],
+            };
+            ops.into_iter().filter_map(move |op| match op {
+                ZkOp::Create { path, kind, .. } => Some((path.as_str(), (t.zxid, *kind))),
+                _ => None,
+            })
+        })
+        .collect();
+    for (path, (_, stat, _)) in &seen {
+        if path == "/" {
+            continue;
+        }
+        let (zxid, _) = creates
+            .get(path.as_str())
+            .unwrap_or_else(|| panic!("no create of {path}"));
+        assert_eq!(*zxid, stat.czxid, "{path}");
+    }
+    assert_eq!(creates["/app/eph"].1, ZkCreateKind::Ephemeral);
+    assert_eq!(creates["/jobs"].1, ZkCreateKind::Container);
+    assert_eq!(creates["/ttl"].1, ZkCreateKind::Ttl(60_000));
+    assert!(txns
+        .iter()
+        .any(|t| matches!(t.op, ZkOp::CreateSession { .. })));
+    assert!(txns
+        .iter()
+        .any(|t| matches!(&t.op, ZkOp::Delete { path } if path == "/app/seq-0000000002")));
+    assert!(txns
+        .iter()
+        .any(|t| matches!(&t.op, ZkOp::Multi(ops) if ops.len() == 2)));
+
+    // A restart makes ZooKeeper write a snapshot of everything it loaded.
+    let zk = ZooKeeper::start_in(dir.path(), &[]).expect("restart ZooKeeper");
+    drop(zk);
+    let (_, newest) = files(&version2, "snapshot").pop().expect("a snapshot");
+    let snapshot =
+        read_snapshot(Bytes::from(std::fs::read(&newest).unwrap())).expect("snapshot parses");
+    assert!(snapshot.sessions.iter().any(|(id, _)| *id == c.session_id));
+    let stored: BTreeMap<&str, _> = snapshot
+        .nodes
+        .iter()
+        .map(|n| (n.path.as_str(), n))
+        .collect();
+    let mut child_counts: BTreeMap<&str, i32> = BTreeMap::new();
+    for node in snapshot.nodes.iter().filter(|n| n.path != "/") {
+        if let Some((parent, _)) = roost_core::path::split(&node.path) {
+            *child_counts.entry(parent).or_default() += 1;
+        }
+    }
+    for (path, (data, stat, acl)) in &seen {
+        let node = stored
+            .get(path.as_str())
+            .unwrap_or_else(|| panic!("{path} not in the snapshot"));
+        assert_eq!(&node.data, data, "{path}");
+        // getACL shows a digest id's hash as "x" to a caller without ADMIN.
+        let redacted: Vec<Acl> = node
+            .acl
+            .iter()
+            .map(|a| match a.id.id.split_once(':') {
+                Some((user, _)) if a.id.scheme == "digest" => {
+                    Acl::new(a.perms, "digest", format!("{user}:x"))
+                }
+                _ => a.clone(),
+            })
+            .collect();
+        assert!(
+            &node.acl == acl || &redacted == acl,
+            "{path}: {:?} vs {acl:?}",
+            node.acl
+        );
+        let got = (
+            node.czxid,
+            node.mzxid,
+            node.ctime,
+            node.mtime,
+            node.version,
+            // Stored, cversion counts creates; clients see it as
+            // 2 * creates - children (DataNode.copyStat), as Roost stores it too.
+            2 * node.cversion - child_counts.get(path.as_str()).copied().unwrap_or(0),
+            node.aversion,
+            node.pzxid,
+        );
+        let want = (
+            stat.czxid,
+            stat.mzxid,
+            stat.ctime,
+            stat.mtime,
+            stat.version,
+            stat.cversion,
+            stat.aversion,
+            stat.pzxid,
+        );
+        assert_eq!(got, want, "{path}");
+        // Containers and TTL nodes report ephemeralOwner 0 to clients.
+        let kind = ZkNodeKind::from_owner(node.ephemeral_owner);
+        let owner = match kind {
+            ZkNodeKind::Ephemeral(owner) => owner,
+            _ => 0,
+        };
+        assert_eq!(owner, stat.ephemeral_owner, "{path}");
+    }
+    assert_eq!(
+        ZkNodeKind::from_owner(stored["/jobs"].ephemeral_owner),
+        ZkNodeKind::Container
+    );
+    assert_eq!(
+        ZkNodeKind::from_owner(stored["/ttl"].ephemeral_owner),
+        ZkNodeKind::Ttl(60_000)
+    );
+    assert!(stored.contains_key("/zookeeper/quota"));
+    assert_eq!(
+        stored["/app/seq-0000000000"].acl[1].id.id,
+        "bob:rB1dRXQrt0a3XgYa7BX7tNmUXIM="
+    );
+    // Parents come before their children.
+    let order: Vec<&str> = snapshot.nodes.iter().map(|n| n.path.as_str()).collect();
+    for (i, path) in order.iter().enumerate().skip(1) {
+        if let Some((parent, _)) = roost_core::path::split(path) {
+            assert!(order[..i].contains(&parent), "{path} before its parent");
+        }
+    }
+}
