@@ -85,25 +85,19 @@ fn files(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
     found
 }
 
-#[test]
-fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
-    if !zookeeper_installed() {
-        eprintln!("skipped: Apache ZooKeeper is not installed");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let zk = ZooKeeper::start_in(dir.path(), &[]).expect("start ZooKeeper");
-    let mut c = RawClient::connect(zk.addr).unwrap();
-    call_ok(&mut c, create("/app", b"hello", CreateMode::Persistent));
+/// A varied tree: data, null data, sequentials, an ephemeral, a container,
+/// a TTL node, a setData, a setACL with a digest entry, a delete and a multi.
+fn fill(c: &mut RawClient) {
+    call_ok(c, create("/app", b"hello", CreateMode::Persistent));
     for _ in 0..3 {
         call_ok(
-            &mut c,
+            c,
             create("/app/seq-", b"", CreateMode::PersistentSequential),
         );
     }
-    call_ok(&mut c, create("/app/eph", b"e", CreateMode::Ephemeral));
+    call_ok(c, create("/app/eph", b"e", CreateMode::Ephemeral));
     call_ok(
-        &mut c,
+        c,
         create_as(
             "/app/null",
             None,
@@ -113,7 +107,7 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
         ),
     );
     call_ok(
-        &mut c,
+        c,
         create_as(
             "/jobs",
             Some(b"j"),
@@ -122,9 +116,9 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
             -1,
         ),
     );
-    call_ok(&mut c, create("/jobs/one", b"1", CreateMode::Persistent));
+    call_ok(c, create("/jobs/one", b"1", CreateMode::Persistent));
     call_ok(
-        &mut c,
+        c,
         create_as(
             "/ttl",
             Some(b"t"),
@@ -133,9 +127,9 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
             60_000,
         ),
     );
-    call_ok(&mut c, set("/app", b"v2", 0));
+    call_ok(c, set("/app", b"v2", 0));
     call_ok(
-        &mut c,
+        c,
         Request::SetAcl(SetAclRequest {
             path: "/app/seq-0000000000".into(),
             acl: vec![
@@ -146,7 +140,7 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
         }),
     );
     call_ok(
-        &mut c,
+        c,
         Request::Delete(DeleteRequest {
             path: "/app/seq-0000000002".into(),
             version: -1,
@@ -169,7 +163,19 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
             version: 0,
         }),
     ]));
-    call_ok(&mut c, multi);
+    call_ok(c, multi);
+}
+
+#[test]
+fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
+    if !zookeeper_installed() {
+        eprintln!("skipped: Apache ZooKeeper is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::start_in(dir.path(), &[]).expect("start ZooKeeper");
+    let mut c = RawClient::connect(zk.addr).unwrap();
+    fill(&mut c);
     let mut seen = Seen::new();
     walk(&mut c, "/", &mut seen);
     drop(zk); // SIGKILL: the session and its ephemeral stay in the files
@@ -306,4 +312,78 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
             assert!(order[..i].contains(&parent), "{path} before its parent");
         }
     }
+}
+
+#[test]
+fn roost_import_serves_a_zookeeper_tree_and_its_sessions_unchanged() {
+    if !zookeeper_installed() {
+        eprintln!("skipped: Apache ZooKeeper is not installed");
+        return;
+    }
+    let zk_dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::start_in(zk_dir.path(), &[]).expect("start ZooKeeper");
+    let mut c = RawClient::connect(zk.addr).unwrap();
+    fill(&mut c);
+    // More than one log entry per node kind, and a session that closed.
+    let mut closed = RawClient::connect(zk.addr).unwrap();
+    call_ok(&mut closed, create("/gone", b"", CreateMode::Ephemeral));
+    call_ok(&mut closed, Request::CloseSession);
+    let mut seen_zk = Seen::new();
+    walk(&mut c, "/", &mut seen_zk);
+    let last_zk_zxid = seen_zk
+        .values()
+        .map(|(_, s, _)| s.mzxid.max(s.pzxid))
+        .max()
+        .unwrap();
+    drop(zk);
+
+    let roost_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(roost_tests::servers::roost_binary())
+        .args(["import", "--zookeeper-data-dir"])
+        .arg(zk_dir.path().join("data"))
+        .arg("--data-dir")
+        .arg(roost_dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roost =
+        roost_tests::servers::RoostProcess::start(roost_dir.path(), &[]).expect("start Roost");
+    let mut r = RawClient::connect(roost.addr).unwrap();
+    let mut seen_roost = Seen::new();
+    walk(&mut r, "/", &mut seen_roost);
+    assert_eq!(
+        seen_roost.keys().collect::<Vec<_>>(),
+        seen_zk.keys().collect::<Vec<_>>()
+    );
+    for (path, zk_view) in &seen_zk {
+        assert_eq!(&seen_roost[path], zk_view, "{path}");
+    }
+    // The ZooKeeper session reconnects to Roost with its id and password and
+    // still owns its ephemeral; new writes continue after ZooKeeper's zxids.
+    let mut again =
+        RawClient::connect_as(roost.addr, c.session_id, c.password.clone(), c.timeout_ms)
+            .expect("the imported session is accepted");
+    let Response::GetData(_, eph) = call_ok(&mut again, get("/app/eph", false)) else {
+        panic!("getData")
+    };
+    assert_eq!(eph.ephemeral_owner, c.session_id);
+    let Response::Stat(stat) = call_ok(&mut again, set("/app", b"v3", 1)) else {
+        panic!("setData")
+    };
+    assert!(
+        stat.mzxid > last_zk_zxid,
+        "0x{:x} after 0x{last_zk_zxid:x}",
+        stat.mzxid
+    );
+    assert!(RawClient::connect_as(
+        roost.addr,
+        c.session_id,
+        Bytes::from_static(&[0; 16]),
+        c.timeout_ms
+    )
+    .is_err());
 }

@@ -45,6 +45,19 @@ enum Command {
     Bench(bench::BenchArgs),
     /// zkCli's commands: interactive, one command, or a script on stdin.
     Shell(shell::ShellArgs),
+    /// Make a standalone Roost dataDir from a stopped Apache ZooKeeper's
+    /// (3.5–3.9): the same tree, Stat fields, ACLs, sessions and zxid.
+    Import {
+        /// ZooKeeper's dataDir (the folder holding version-2).
+        #[arg(long)]
+        zookeeper_data_dir: PathBuf,
+        /// ZooKeeper's dataLogDir, if it had a separate one.
+        #[arg(long)]
+        zookeeper_log_dir: Option<PathBuf>,
+        /// The new Roost dataDir (must hold no snapshot yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +77,27 @@ fn main() -> anyhow::Result<()> {
             port,
             data_dir,
         } => run_server(config, port, data_dir),
+        Command::Import {
+            zookeeper_data_dir,
+            zookeeper_log_dir,
+            data_dir,
+        } => {
+            let summary = roost_server::import::import_zookeeper(
+                &zookeeper_data_dir,
+                zookeeper_log_dir.as_deref(),
+                &data_dir,
+            )?;
+            println!(
+                "imported {} znodes and {} sessions up to zxid 0x{:x} ({} and {} logged changes after it) into {}",
+                summary.znodes,
+                summary.sessions,
+                summary.last_zxid,
+                summary.from_snapshot.display(),
+                summary.replayed,
+                summary.written.display()
+            );
+            Ok(())
+        }
         Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

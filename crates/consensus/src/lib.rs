@@ -29,5 +29,5 @@ mod types;
 
 pub use bounds::Bounds;
 pub use node::{Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member};
-pub use state_machine::{AppliedMark, StateMachineHost};
+pub use state_machine::{write_initial_snapshot, AppliedMark, StateMachineHost};
 pub use types::Batch;

@@ -11,6 +11,7 @@
 //! directory; the newest `retain` are kept. Writing one happens off the apply
 //! path (the state clone is O(1)).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::types::{
-    LogId, RaftEntry, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    LogId, NodeId, RaftEntry, SnapshotFile, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 
 /// Where the applied state stands in the raft log.
@@ -255,6 +257,42 @@ impl SnapshotStore {
         }
         Ok(snapshots.first().map_or(0, |(i, _)| *i))
     }
+}
+
+/// Writes `state` as the only snapshot of a new standalone server `node_id`
+/// in `snapshot_dir`, as if that server had been initialized and had applied
+/// it (`roost import`). Refuses a directory that already holds snapshots.
+pub fn write_initial_snapshot(
+    fs: &dyn FileSystem,
+    snapshot_dir: &Path,
+    node_id: NodeId,
+    state: &State,
+) -> Result<PathBuf, DiskError> {
+    fs.create_dir_all(snapshot_dir)
+        .map_err(|e| DiskError::io("creating the snapshot directory", snapshot_dir, e))?;
+    let existing = fs
+        .list(snapshot_dir)
+        .map_err(|e| DiskError::io("listing snapshots", snapshot_dir, e))?;
+    if existing.iter().any(|p| snapshot_index(p).is_some()) {
+        return Err(DiskError::Invariant(format!(
+            "{} already holds snapshots: import into an empty data directory",
+            snapshot_dir.display()
+        )));
+    }
+    // The log position and membership `initialize` gives a new server.
+    let log_id = LogId::new(openraft::CommittedLeaderId::new(0, node_id), 0);
+    let membership =
+        openraft::Membership::from(BTreeMap::from([(node_id, openraft::BasicNode::new(""))]));
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: StoredMembership::new(Some(log_id), membership),
+        snapshot_id: format!("0-{:x}", state.last_zxid()),
+    };
+    let meta_bytes = postcard::to_allocvec(&meta)
+        .map_err(|e| DiskError::Invariant(format!("snapshot meta: {e}")))?;
+    let (path, _) =
+        snapshot::write_snapshot(fs, snapshot_dir, &snapshot_name(&meta), &meta_bytes, state)?;
+    Ok(path)
 }
 
 /// When to take a snapshot: after `entries` client writes or `bytes` of

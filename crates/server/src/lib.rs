@@ -21,6 +21,7 @@ mod connection;
 mod fourlw;
 mod framing;
 mod housekeeping;
+pub mod import;
 mod listener;
 mod scheduler;
 mod shared;

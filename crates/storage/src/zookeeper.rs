@@ -4,7 +4,13 @@
 //! docs/zookeeper-data-format.md; every length and count is checked against
 //! the bytes left, so a damaged file gives an error, never a huge allocation.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use bytes::Bytes;
+use imbl::OrdMap;
+use roost_core::{NodeId, NodeInit, NodeKind, Session, State, StateConfig, Tree, TreeBuilder};
 use roost_proto::{Acl, Decode, DecodeError, OpCode, Reader};
 
 const SNAPSHOT_MAGIC: i32 = 0x5A4B_534E; // "ZKSN"
@@ -427,6 +433,318 @@ pub fn zxid_of_file(name: &str, prefix: &str) -> Option<i64> {
     u64::from_str_radix(hex, 16).ok().map(|z| z as i64)
 }
 
+/// The password ZooKeeper gave session `session_id`: `java.util.Random`
+/// seeded with the id XOR ZooKeeper's fixed secret, 16 bytes of `nextBytes`.
+/// A client reconnecting after an import presents exactly this.
+pub fn session_password(session_id: i64) -> [u8; 16] {
+    const SECRET: i64 = 0xB341_5C00;
+    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+    let mut seed = ((session_id ^ SECRET) as u64 ^ MULTIPLIER) & MASK;
+    let mut next_int = || {
+        seed = seed.wrapping_mul(MULTIPLIER).wrapping_add(0xB) & MASK;
+        (seed >> 16) as u32
+    };
+    let mut out = [0u8; 16];
+    for chunk in out.chunks_mut(4) {
+        let mut random = next_int();
+        for byte in chunk {
+            *byte = random as u8;
+            random >>= 8;
+        }
+    }
+    out
+}
+
+/// A ZooKeeper data directory read into a Roost state.
+pub struct Imported {
+    pub state: State,
+    /// The snapshot it started from.
+    pub snapshot: PathBuf,
+    /// Transactions replayed from the logs after the snapshot.
+    pub replayed: usize,
+}
+
+/// Files named `<prefix>.<hex zxid>` in `dir`, oldest first.
+fn zk_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, ZkFormatError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ZkFormatError::Invalid(format!("reading {}: {e}", dir.display())))?;
+    let mut found: Vec<(i64, PathBuf)> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let zxid = zxid_of_file(path.file_name()?.to_str()?, prefix)?;
+            Some((zxid, path))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+fn read_file(path: &Path) -> Result<Bytes, ZkFormatError> {
+    std::fs::read(path)
+        .map(Bytes::from)
+        .map_err(|e| ZkFormatError::Invalid(format!("reading {}: {e}", path.display())))
+}
+
+fn node_kind(owner: i64) -> NodeKind {
+    match ZkNodeKind::from_owner(owner) {
+        ZkNodeKind::Persistent => NodeKind::Persistent,
+        ZkNodeKind::Ephemeral(session) => NodeKind::Ephemeral(session),
+        ZkNodeKind::Container => NodeKind::Container,
+        ZkNodeKind::Ttl(ms) => NodeKind::Ttl(ms),
+    }
+}
+
+/// Builds the tree of a ZooKeeper snapshot; its system nodes are added if missing.
+fn tree_of(snapshot: &ZkSnapshot) -> Result<Tree, ZkFormatError> {
+    fn init(n: &ZkNode) -> NodeInit<'_> {
+        NodeInit {
+            data: n.data.as_deref(),
+            acl: Arc::new(n.acl.clone()),
+            czxid: n.czxid,
+            mzxid: n.mzxid,
+            pzxid: n.pzxid,
+            ctime: n.ctime,
+            mtime: n.mtime,
+            version: n.version,
+            aversion: n.aversion,
+            // ZooKeeper stores the cversion counting creates, as Roost does.
+            child_creates: n.cversion,
+            kind: node_kind(n.ephemeral_owner),
+        }
+    }
+    let Some(root) = snapshot.nodes.first().filter(|n| n.path == "/") else {
+        return Err(ZkFormatError::Invalid(
+            "the first node is not the root".into(),
+        ));
+    };
+    let mut builder = TreeBuilder::new(init(root));
+    builder.reserve(snapshot.nodes.len());
+    let mut ids: HashMap<&str, NodeId> = HashMap::with_capacity(snapshot.nodes.len());
+    ids.insert("/", NodeId::ROOT);
+    for node in &snapshot.nodes[1..] {
+        let (parent, name) = roost_core::path::split(&node.path)
+            .ok_or_else(|| ZkFormatError::Invalid(format!("bad path {:?}", node.path)))?;
+        let parent = *ids
+            .get(parent)
+            .ok_or_else(|| ZkFormatError::Invalid(format!("{} before its parent", node.path)))?;
+        let id = builder
+            .add(parent, name, init(node))
+            .map_err(|_| ZkFormatError::Invalid(format!("{} stored twice", node.path)))?;
+        ids.insert(&node.path, id);
+    }
+    let mut tree = builder.finish();
+    // Roost expects ZooKeeper's system nodes (3.5+ has /zookeeper/config).
+    let fresh = Tree::new();
+    for system in [
+        roost_core::path::ZOOKEEPER,
+        roost_core::path::QUOTA,
+        roost_core::path::CONFIG,
+    ] {
+        if !tree.contains(system) {
+            let (parent, _) = roost_core::path::split(system).expect("absolute");
+            let Some((parent, _)) = tree.get_with_id(parent) else {
+                continue;
+            };
+            let template = fresh.get(system).expect("a fresh tree has it");
+            tree.create(
+                parent,
+                system,
+                Some(&[]),
+                &template.acl,
+                NodeKind::Persistent,
+                0,
+                0,
+                &mut Vec::new(),
+            );
+        }
+    }
+    Ok(tree)
+}
+
+/// Applies one logged change with ZooKeeper's replay rules: a change the
+/// (fuzzy) snapshot already holds, or one whose node is gone, is skipped.
+fn replay(tree: &mut Tree, sessions: &mut OrdMap<i64, Session>, txn: &ZkTxn, op: &ZkOp) {
+    let mut triggers = Vec::new();
+    match op {
+        ZkOp::Create {
+            path,
+            data,
+            acl,
+            kind,
+            ..
+        } => {
+            let Some((parent, _)) = roost_core::path::split(path) else {
+                return;
+            };
+            if tree.contains(path) {
+                return;
+            }
+            let Some((parent, _)) = tree.get_with_id(parent) else {
+                return;
+            };
+            let kind = match kind {
+                ZkCreateKind::Persistent => NodeKind::Persistent,
+                ZkCreateKind::Ephemeral => NodeKind::Ephemeral(txn.session),
+                ZkCreateKind::Container => NodeKind::Container,
+                ZkCreateKind::Ttl(ms) => NodeKind::Ttl(*ms),
+            };
+            tree.create(
+                parent,
+                path,
+                data.as_deref(),
+                acl,
+                kind,
+                txn.zxid,
+                txn.time_ms,
+                &mut triggers,
+            );
+        }
+        ZkOp::Delete { path } => {
+            if tree.get(path).is_some_and(|n| !n.has_children()) {
+                tree.delete(path, txn.zxid, &mut triggers);
+            }
+        }
+        ZkOp::SetData {
+            path,
+            data,
+            version,
+        } => {
+            if tree.contains(path) {
+                tree.set_data(
+                    path,
+                    data.as_deref(),
+                    *version,
+                    txn.zxid,
+                    txn.time_ms,
+                    &mut triggers,
+                );
+            }
+        }
+        ZkOp::SetAcl { path, acl, version } => {
+            if tree.contains(path) {
+                tree.set_acl(path, acl, *version);
+            }
+        }
+        ZkOp::CreateSession { timeout_ms } => {
+            sessions.insert(
+                txn.session,
+                Session {
+                    timeout_ms: *timeout_ms,
+                    password: Bytes::copy_from_slice(&session_password(txn.session)),
+                    ephemerals: Default::default(),
+                    owner: 0,
+                },
+            );
+        }
+        ZkOp::CloseSession => {
+            sessions.remove(&txn.session);
+            let owned: Vec<String> = tree
+                .iter()
+                .filter(|(_, n)| n.kind() == NodeKind::Ephemeral(txn.session))
+                .map(|(p, _)| p)
+                .collect();
+            for path in owned {
+                if tree.get(&path).is_some_and(|n| !n.has_children()) {
+                    tree.delete(&path, txn.zxid, &mut triggers);
+                }
+            }
+        }
+        // A failed multi logs an error for its failing op and changes nothing.
+        ZkOp::Multi(ops) if ops.iter().any(|op| matches!(op, ZkOp::Error(_))) => {}
+        ZkOp::Multi(ops) => {
+            for op in ops {
+                replay(tree, sessions, txn, op);
+            }
+        }
+        ZkOp::Check { .. } | ZkOp::Error(_) => {}
+    }
+}
+
+/// Reads a ZooKeeper data directory (`dataDir`, or its `version-2`; the logs
+/// in `log_dir` when ZooKeeper had a separate `dataLogDir`): the newest
+/// snapshot that reads, then every logged change after it.
+pub fn import_data_dir(
+    dir: &Path,
+    log_dir: Option<&Path>,
+    config: StateConfig,
+) -> Result<Imported, ZkFormatError> {
+    let version2 = |d: &Path| {
+        let v = d.join("version-2");
+        if v.is_dir() {
+            v
+        } else {
+            d.to_path_buf()
+        }
+    };
+    let snap_dir = version2(dir);
+    let log_dir = version2(log_dir.unwrap_or(dir));
+    let mut snapshots = zk_files(&snap_dir, "snapshot")?;
+    let mut last_error = None;
+    let (snapshot_zxid, path, snapshot) = loop {
+        let Some((zxid, path)) = snapshots.pop() else {
+            return Err(last_error.unwrap_or_else(|| {
+                ZkFormatError::Invalid(format!("no snapshot.* in {}", snap_dir.display()))
+            }));
+        };
+        if path.extension().is_some_and(|e| e == "gz" || e == "snappy") {
+            last_error = Some(ZkFormatError::Invalid(format!(
+                "{}: compressed snapshots are not read yet (set zookeeper.snapshot.compression.method to none and restart ZooKeeper once)",
+                path.display()
+            )));
+            continue;
+        }
+        match read_file(&path).and_then(read_snapshot) {
+            Ok(snapshot) => break (zxid, path, snapshot),
+            Err(e) => last_error = Some(e),
+        }
+    };
+    let mut tree = tree_of(&snapshot)?;
+    let mut sessions: OrdMap<i64, Session> = snapshot
+        .sessions
+        .iter()
+        .map(|&(id, timeout_ms)| {
+            let session = Session {
+                timeout_ms,
+                password: Bytes::copy_from_slice(&session_password(id)),
+                ephemerals: Default::default(),
+                owner: 0,
+            };
+            (id, session)
+        })
+        .collect();
+    // The newest log starting at or before the snapshot, and every later one.
+    let logs = zk_files(&log_dir, "log")?;
+    let first = logs
+        .iter()
+        .rposition(|(start, _)| *start <= snapshot_zxid)
+        .unwrap_or(0);
+    let mut last_zxid = snapshot_zxid;
+    let mut replayed = 0;
+    for (_, log) in &logs[first..] {
+        for txn in read_txn_log(read_file(log)?)? {
+            if txn.zxid <= snapshot_zxid {
+                continue;
+            }
+            replay(&mut tree, &mut sessions, &txn, &txn.op);
+            last_zxid = last_zxid.max(txn.zxid);
+            replayed += 1;
+        }
+    }
+    for (path, node) in tree.iter() {
+        if let NodeKind::Ephemeral(owner) = node.kind() {
+            if let Some(session) = sessions.get_mut(&owner) {
+                session.ephemerals.insert(Arc::from(path.as_str()));
+            }
+        }
+    }
+    Ok(Imported {
+        state: State::from_parts(tree, sessions, last_zxid, config),
+        snapshot: path,
+        replayed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +774,21 @@ mod tests {
         assert_eq!(
             ZkNodeKind::from_owner(0x0100_0189_0000_0001),
             ZkNodeKind::Ephemeral(0x0100_0189_0000_0001)
+        );
+    }
+
+    #[test]
+    fn session_passwords_are_zookeepers() {
+        // Printed by java.util.Random(id ^ 0xB3415C00L).nextBytes(new byte[16]).
+        let hex = |p: [u8; 16]| p.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(session_password(0x1_0000_0abc_0001)),
+            "995304e53b64b887c9cad66eb01eac5c"
+        );
+        assert_eq!(hex(session_password(0)), "f22acd4a97e69d6d20a49bb638eadb38");
+        assert_eq!(
+            hex(session_password(i64::MAX)),
+            "20f62cb5648dc2d771471c8a2486a9ee"
         );
     }
 
