@@ -324,7 +324,17 @@ fn roost_import_serves_a_zookeeper_tree_and_its_sessions_unchanged() {
     let zk = ZooKeeper::start_in(zk_dir.path(), &[]).expect("start ZooKeeper");
     let mut c = RawClient::connect(zk.addr).unwrap();
     fill(&mut c);
-    // More than one log entry per node kind, and a session that closed.
+    // A restart writes a snapshot; the changes after it are only in the log.
+    drop(zk);
+    let zk = ZooKeeper::start_in(zk_dir.path(), &[]).expect("restart ZooKeeper");
+    let mut c = RawClient::connect_as(zk.addr, c.session_id, c.password.clone(), c.timeout_ms)
+        .expect("the session survives ZooKeeper's restart");
+    call_ok(&mut c, set("/app", b"after the snapshot", 1));
+    call_ok(
+        &mut c,
+        create("/app/seq-", b"late", CreateMode::PersistentSequential),
+    );
+    // A session that closed: its ephemeral goes with it.
     let mut closed = RawClient::connect(zk.addr).unwrap();
     call_ok(&mut closed, create("/gone", b"", CreateMode::Ephemeral));
     call_ok(&mut closed, Request::CloseSession);
@@ -350,6 +360,13 @@ fn roost_import_serves_a_zookeeper_tree_and_its_sessions_unchanged() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // From the restart's snapshot, with the later changes from the log.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("snapshot.") && !said.contains("snapshot.0 "),
+        "{said}"
+    );
+    assert!(!said.contains(" and 0 logged changes"), "{said}");
     let roost =
         roost_tests::servers::RoostProcess::start(roost_dir.path(), &[]).expect("start Roost");
     let mut r = RawClient::connect(roost.addr).unwrap();
@@ -371,7 +388,7 @@ fn roost_import_serves_a_zookeeper_tree_and_its_sessions_unchanged() {
         panic!("getData")
     };
     assert_eq!(eph.ephemeral_owner, c.session_id);
-    let Response::Stat(stat) = call_ok(&mut again, set("/app", b"v3", 1)) else {
+    let Response::Stat(stat) = call_ok(&mut again, set("/app", b"v3", 2)) else {
         panic!("setData")
     };
     assert!(
