@@ -404,3 +404,51 @@ fn roost_import_serves_a_zookeeper_tree_and_its_sessions_unchanged() {
     )
     .is_err());
 }
+
+#[test]
+fn roost_export_gives_zookeeper_the_same_tree() {
+    if !zookeeper_installed() {
+        eprintln!("skipped: Apache ZooKeeper is not installed");
+        return;
+    }
+    let roost_dir = tempfile::tempdir().unwrap();
+    let mut roost = roost_tests::servers::RoostProcess::start(
+        roost_dir.path(),
+        &["zookeeper.extendedTypesEnabled=true", "snapCount=20"],
+    )
+    .expect("start Roost");
+    let mut c = RawClient::connect(roost.addr).unwrap();
+    fill(&mut c);
+    // Past a snapshot (snapCount 20), so the export reads one and the log after it.
+    for i in 0..40 {
+        call_ok(&mut c, set("/jobs/one", format!("{i}").as_bytes(), -1));
+    }
+    let mut seen_roost = Seen::new();
+    walk(&mut c, "/", &mut seen_roost);
+    roost.kill();
+
+    let zk_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(roost_tests::servers::roost_binary())
+        .args(["export", "--data-dir"])
+        .arg(roost_dir.path().join("data"))
+        .arg("--zookeeper-data-dir")
+        .arg(zk_dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zk = ZooKeeper::start_in(zk_dir.path(), &[]).expect("ZooKeeper loads the export");
+    let mut z = RawClient::connect(zk.addr).unwrap();
+    let mut seen_zk = Seen::new();
+    walk(&mut z, "/", &mut seen_zk);
+    assert_eq!(
+        seen_zk.keys().collect::<Vec<_>>(),
+        seen_roost.keys().collect::<Vec<_>>()
+    );
+    for (path, roost_view) in &seen_roost {
+        assert_eq!(&seen_zk[path], roost_view, "{path}");
+    }
+}

@@ -58,6 +58,19 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Write a stopped standalone Roost's tree as a snapshot in a new
+    /// ZooKeeper dataDir, which Apache ZooKeeper 3.5+ loads.
+    Export {
+        /// Roost's dataDir.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Roost's dataLogDir, if it has a separate one.
+        #[arg(long)]
+        data_log_dir: Option<PathBuf>,
+        /// The ZooKeeper dataDir to write (version-2/snapshot.<zxid>).
+        #[arg(long)]
+        zookeeper_data_dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +107,25 @@ fn main() -> anyhow::Result<()> {
                 summary.last_zxid,
                 summary.from_snapshot.display(),
                 summary.replayed,
+                summary.written.display()
+            );
+            Ok(())
+        }
+        Command::Export {
+            data_dir,
+            data_log_dir,
+            zookeeper_data_dir,
+        } => {
+            let summary = roost_server::import::export_zookeeper(
+                &data_dir,
+                data_log_dir.as_deref(),
+                &zookeeper_data_dir,
+            )?;
+            println!(
+                "exported {} znodes and {} sessions at zxid 0x{:x} to {}",
+                summary.znodes,
+                summary.sessions,
+                summary.last_zxid,
                 summary.written.display()
             );
             Ok(())

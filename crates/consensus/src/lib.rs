@@ -28,6 +28,8 @@ mod storage_suite;
 mod types;
 
 pub use bounds::Bounds;
-pub use node::{Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member};
+pub use node::{
+    read_standalone_state, Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member,
+};
 pub use state_machine::{write_initial_snapshot, AppliedMark, StateMachineHost};
 pub use types::Batch;

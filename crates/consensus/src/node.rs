@@ -591,6 +591,53 @@ impl Consensus {
 ///
 /// Returns the client writes and log bytes replayed, which count towards the
 /// next snapshot as if just applied.
+/// The state of a stopped standalone server's data (`roost export`): its
+/// newest snapshot and every write logged after it. Opening the log may
+/// finish what a crash left (a torn tail), as a restart would.
+pub fn read_standalone_state(
+    data_dir: PathBuf,
+    log_dir: PathBuf,
+    state: StateConfig,
+) -> Result<roost_core::State, ConsensusError> {
+    let config = ConsensusConfig::standalone(data_dir, log_dir, state);
+    let fs: Arc<dyn FileSystem> = Arc::new(roost_storage::StdFs);
+    let log = LogStore::open(
+        fs.clone(),
+        &config.log_dir,
+        config.wal.clone(),
+        &config.bounds,
+    )?;
+    let (_, loaded) = SnapshotStore::open(
+        fs,
+        &config.snapshot_dir,
+        config.state.clone(),
+        config.snap_retain,
+    )?;
+    let (mut state, mark) = loaded.unwrap_or_else(|| {
+        (
+            roost_core::State::new(config.state.clone()),
+            crate::AppliedMark::default(),
+        )
+    });
+    let from = mark.last_applied_index().map_or(0, |i| i + 1);
+    let from = from.max(log.purged_index().map_or(0, |p| p + 1));
+    if let Some(last) = log.last_index() {
+        for index in from..=last {
+            let entry = log.entry_at(index)?.ok_or_else(|| {
+                DiskError::Invariant(format!(
+                    "the log has no entry {index} before its last ({last})"
+                ))
+            })?;
+            if let openraft::EntryPayload::Normal(batch) = entry.payload {
+                for write in batch.entries() {
+                    state.apply(write);
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
 fn replay_log(log: &LogStore, host: &dyn StateMachineHost) -> Result<(u64, u64), ConsensusError> {
     let mut replayed = (0, 0);
     let mut mark = host.mark();

@@ -745,6 +745,79 @@ pub fn import_data_dir(
     })
 }
 
+/// `ephemeralOwner` as ZooKeeper stores it for a node of `kind`.
+fn owner_of(kind: NodeKind) -> i64 {
+    match kind {
+        NodeKind::Persistent => 0,
+        NodeKind::Ephemeral(session) => session,
+        NodeKind::Container => CONTAINER_OWNER,
+        NodeKind::Ttl(ms) => (TTL_OWNER_TAG | (ms as u64 & TTL_MASK)) as i64,
+    }
+}
+
+/// `state` as a ZooKeeper 3.5+ snapshot file (no compression, no digest:
+/// ZooKeeper reads a snapshot without one as written by an older version),
+/// to be saved as `version-2/snapshot.<hex last zxid>`.
+pub fn snapshot_bytes(state: &State) -> Vec<u8> {
+    use bytes::BytesMut;
+    use roost_proto::codec::JuteWrite;
+    let tree = state.tree();
+    let mut out = BytesMut::with_capacity(64 + tree.approximate_data_bytes() as usize * 2);
+    out.put_jute_i32(SNAPSHOT_MAGIC);
+    out.put_jute_i32(2);
+    out.put_jute_i64(-1);
+    out.put_jute_i32(state.sessions().len() as i32);
+    for (id, session) in state.sessions().iter() {
+        out.put_jute_i64(*id);
+        out.put_jute_i32(session.timeout_ms);
+    }
+    // ZooKeeper's ACL cache: each distinct list once, numbered from 1.
+    let lists: Vec<&Arc<Vec<Acl>>> = tree.acl_lists().collect();
+    let index_of: HashMap<*const Vec<Acl>, i64> = lists
+        .iter()
+        .enumerate()
+        .map(|(i, list)| (Arc::as_ptr(list), i as i64 + 1))
+        .collect();
+    out.put_jute_i32(lists.len() as i32);
+    for (i, list) in lists.iter().enumerate() {
+        out.put_jute_i64(i as i64 + 1);
+        out.put_jute_i32(list.len() as i32);
+        for acl in list.iter() {
+            out.put_jute_i32(acl.perms);
+            out.put_jute_str(&acl.id.scheme);
+            out.put_jute_str(&acl.id.id);
+        }
+    }
+    let _ = tree.visit_preorder(|path, node| -> Result<(), std::convert::Infallible> {
+        out.put_jute_str(if path == "/" { "" } else { path });
+        match node.data_slice() {
+            Some(data) => out.put_jute_buffer(data),
+            None => out.put_jute_null(),
+        }
+        out.put_jute_i64(
+            index_of
+                .get(&Arc::as_ptr(&node.acl))
+                .copied()
+                .unwrap_or(OPEN_ACL_INDEX),
+        );
+        for v in [node.czxid, node.mzxid, node.ctime, node.mtime] {
+            out.put_jute_i64(v);
+        }
+        // The stored cversion counts creates, in ZooKeeper as in Roost.
+        for v in [node.version, node.child_creates, node.aversion] {
+            out.put_jute_i32(v);
+        }
+        out.put_jute_i64(owner_of(node.kind()));
+        out.put_jute_i64(node.pzxid);
+        Ok(())
+    });
+    out.put_jute_str("/");
+    let seal = adler32(&out);
+    out.put_jute_i64(i64::from(seal));
+    out.put_jute_str("/");
+    out.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
