@@ -599,10 +599,20 @@ fn replay(tree: &mut Tree, sessions: &mut OrdMap<i64, Session>, txn: &ZkTxn, op:
                 txn.time_ms,
                 &mut triggers,
             );
+            if let Some(session) = sessions.get_mut(&txn.session) {
+                if kind == NodeKind::Ephemeral(txn.session) {
+                    session.ephemerals.insert(Arc::from(path.as_str()));
+                }
+            }
         }
         ZkOp::Delete { path } => {
             if tree.get(path).is_some_and(|n| !n.has_children()) {
-                tree.delete(path, txn.zxid, &mut triggers);
+                let node = tree.delete(path, txn.zxid, &mut triggers);
+                if let NodeKind::Ephemeral(owner) = node.kind() {
+                    if let Some(session) = sessions.get_mut(&owner) {
+                        session.ephemerals.remove(path);
+                    }
+                }
             }
         }
         ZkOp::SetData {
@@ -638,15 +648,12 @@ fn replay(tree: &mut Tree, sessions: &mut OrdMap<i64, Session>, txn: &ZkTxn, op:
             );
         }
         ZkOp::CloseSession => {
-            sessions.remove(&txn.session);
-            let owned: Vec<String> = tree
-                .iter()
-                .filter(|(_, n)| n.kind() == NodeKind::Ephemeral(txn.session))
-                .map(|(p, _)| p)
-                .collect();
-            for path in owned {
-                if tree.get(&path).is_some_and(|n| !n.has_children()) {
-                    tree.delete(&path, txn.zxid, &mut triggers);
+            let Some(session) = sessions.remove(&txn.session) else {
+                return;
+            };
+            for path in session.ephemerals.iter() {
+                if tree.get(path).is_some_and(|n| !n.has_children()) {
+                    tree.delete(path, txn.zxid, &mut triggers);
                 }
             }
         }
@@ -713,6 +720,15 @@ pub fn import_data_dir(
             (id, session)
         })
         .collect();
+    // Ephemerals by owner, kept up to date by the replay.
+    let _ = tree.visit_preorder(|path, node| -> Result<(), std::convert::Infallible> {
+        if let NodeKind::Ephemeral(owner) = node.kind() {
+            if let Some(session) = sessions.get_mut(&owner) {
+                session.ephemerals.insert(Arc::from(path));
+            }
+        }
+        Ok(())
+    });
     // The newest log starting at or before the snapshot, and every later one.
     let logs = zk_files(&log_dir, "log")?;
     let first = logs
@@ -729,13 +745,6 @@ pub fn import_data_dir(
             replay(&mut tree, &mut sessions, &txn, &txn.op);
             last_zxid = last_zxid.max(txn.zxid);
             replayed += 1;
-        }
-    }
-    for (path, node) in tree.iter() {
-        if let NodeKind::Ephemeral(owner) = node.kind() {
-            if let Some(session) = sessions.get_mut(&owner) {
-                session.ephemerals.insert(Arc::from(path.as_str()));
-            }
         }
     }
     Ok(Imported {
