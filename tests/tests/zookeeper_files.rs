@@ -452,3 +452,118 @@ fn roost_export_gives_zookeeper_the_same_tree() {
         assert_eq!(&seen_zk[path], roost_view, "{path}");
     }
 }
+
+/// Sends `requests` in pipelined batches and returns their replies in order.
+fn pipelined(c: &mut RawClient, requests: &[Request]) -> Vec<Response> {
+    let mut replies = Vec::with_capacity(requests.len());
+    for batch in requests.chunks(500) {
+        let xids = c.send_together(batch).expect("send");
+        for xid in xids {
+            replies.push(ok_body(c.reply_to(xid).expect("reply")));
+        }
+    }
+    replies
+}
+
+/// data, Stat and ACL of every path, read in pipelined batches.
+fn bulk_read(c: &mut RawClient, paths: &[String]) -> Vec<(Option<Bytes>, Stat, Vec<Acl>)> {
+    let gets: Vec<Request> = paths.iter().map(|p| get(p, false)).collect();
+    let acls: Vec<Request> = paths
+        .iter()
+        .map(|p| Request::GetAcl(PathRequest { path: p.clone() }))
+        .collect();
+    pipelined(c, &gets)
+        .into_iter()
+        .zip(pipelined(c, &acls))
+        .map(|(data, acl)| match (data, acl) {
+            (Response::GetData(data, stat), Response::GetAcl(acl, _)) => (data, stat, acl),
+            other => panic!("unexpected replies {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn an_import_of_100k_znodes_matches_zookeeper_byte_for_byte() {
+    if !zookeeper_installed() {
+        eprintln!("skipped: Apache ZooKeeper is not installed");
+        return;
+    }
+    const ZNODES: usize = 100_000;
+    // snapCount 30000: ZooKeeper snapshots (fuzzily) while the load runs.
+    let zk_dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::start_in(zk_dir.path(), &["snapCount=30000"]).expect("start ZooKeeper");
+    let mut c = RawClient::connect(zk.addr).unwrap();
+    let digest = Acl::new(perms::ALL, "digest", "bob:rB1dRXQrt0a3XgYa7BX7tNmUXIM=");
+    let mut setup: Vec<Request> = vec![create("/bulk", b"", CreateMode::Persistent)];
+    setup.extend((0..10).map(|p| create(&format!("/bulk/p{p}"), b"", CreateMode::Persistent)));
+    pipelined(&mut c, &setup);
+    let creates: Vec<Request> = (0..ZNODES)
+        .map(|i| {
+            let parent = format!("/bulk/p{}", i % 10);
+            let (path, mode) = match i % 4 {
+                0 => (format!("{parent}/seq-"), CreateMode::PersistentSequential),
+                1 => (format!("{parent}/e{i}"), CreateMode::Ephemeral),
+                _ => (format!("{parent}/n{i}"), CreateMode::Persistent),
+            };
+            let Request::Create {
+                opcode,
+                mut request,
+            } = create(&path, format!("{i:0100}"), mode)
+            else {
+                unreachable!("create builds a Create")
+            };
+            if i % 7 == 0 {
+                request.acl = vec![Acl::new(perms::READ, "world", "anyone"), digest.clone()];
+            }
+            Request::Create { opcode, request }
+        })
+        .collect();
+    pipelined(&mut c, &creates);
+    // Every eighth persistent (non-sequential) node is changed afterwards.
+    let updates: Vec<Request> = (2..ZNODES)
+        .step_by(8)
+        .filter(|j| j % 7 != 0) // those only bob may write
+        .map(|j| set(&format!("/bulk/p{}/n{j}", j % 10), b"changed", -1))
+        .collect();
+    pipelined(&mut c, &updates);
+    let mut paths = Vec::new();
+    for p in 0..10 {
+        let parent = format!("/bulk/p{p}");
+        let Response::Children(kids) = call_ok(
+            &mut c,
+            Request::GetChildren(PathWatchRequest {
+                path: parent.clone(),
+                watch: false,
+            }),
+        ) else {
+            panic!("getChildren")
+        };
+        paths.extend(kids.into_iter().map(|k| format!("{parent}/{k}")));
+    }
+    paths.sort();
+    assert_eq!(paths.len(), ZNODES);
+    let seen_zk = bulk_read(&mut c, &paths);
+    drop(zk);
+
+    let roost_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(roost_tests::servers::roost_binary())
+        .args(["import", "--zookeeper-data-dir"])
+        .arg(zk_dir.path().join("data"))
+        .arg("--data-dir")
+        .arg(roost_dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roost =
+        roost_tests::servers::RoostProcess::start(roost_dir.path(), &[]).expect("start Roost");
+    let mut r = RawClient::connect_as(roost.addr, c.session_id, c.password.clone(), c.timeout_ms)
+        .expect("the session that owns the ephemerals reconnects");
+    let seen_roost = bulk_read(&mut r, &paths);
+    for (i, path) in paths.iter().enumerate() {
+        assert_eq!(seen_roost[i], seen_zk[i], "{path}");
+    }
+}
