@@ -486,6 +486,17 @@ fn read_file(path: &Path) -> Result<Bytes, ZkFormatError> {
         .map_err(|e| ZkFormatError::Invalid(format!("reading {}: {e}", path.display())))
 }
 
+/// A gzip snapshot (`zookeeper.snapshot.compression.method=gz`); its
+/// checksum covers the uncompressed bytes.
+fn gunzip(path: &Path, compressed: &[u8]) -> Result<Bytes, ZkFormatError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .read_to_end(&mut out)
+        .map_err(|e| ZkFormatError::Invalid(format!("{}: not valid gzip: {e}", path.display())))?;
+    Ok(Bytes::from(out))
+}
+
 fn node_kind(owner: i64) -> NodeKind {
     match ZkNodeKind::from_owner(owner) {
         ZkNodeKind::Persistent => NodeKind::Persistent,
@@ -694,14 +705,16 @@ pub fn import_data_dir(
                 ZkFormatError::Invalid(format!("no snapshot.* in {}", snap_dir.display()))
             }));
         };
-        if path.extension().is_some_and(|e| e == "gz" || e == "snappy") {
+        if path.extension().is_some_and(|e| e == "snappy") {
             last_error = Some(ZkFormatError::Invalid(format!(
-                "{}: compressed snapshots are not read yet (set zookeeper.snapshot.compression.method to none and restart ZooKeeper once)",
+                "{}: snappy snapshots are not read yet (set zookeeper.snapshot.compression.method to gz or none and restart ZooKeeper once)",
                 path.display()
             )));
             continue;
         }
-        match read_file(&path).and_then(read_snapshot) {
+        let gzip = path.extension().is_some_and(|e| e == "gz");
+        let bytes = read_file(&path).and_then(|b| if gzip { gunzip(&path, &b) } else { Ok(b) });
+        match bytes.and_then(read_snapshot) {
             Ok(snapshot) => break (zxid, path, snapshot),
             Err(e) => last_error = Some(e),
         }
