@@ -325,6 +325,11 @@ fn roost_import_reads_gzip_snapshots() {
     import_and_compare(&["snapshot.compression.method=gz"], ".gz ");
 }
 
+#[test]
+fn roost_import_reads_snappy_snapshots() {
+    import_and_compare(&["snapshot.compression.method=snappy"], ".snappy ");
+}
+
 /// Fills a ZooKeeper started with `extra` in zoo.cfg, restarts it (a
 /// snapshot, whose name contains `snapshot_mark`), changes more, kills it,
 /// imports, and compares what clients see on both.

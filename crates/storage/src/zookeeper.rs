@@ -497,6 +497,42 @@ fn gunzip(path: &Path, compressed: &[u8]) -> Result<Bytes, ZkFormatError> {
     Ok(Bytes::from(out))
 }
 
+/// A snappy snapshot (`zookeeper.snapshot.compression.method=snappy`):
+/// snappy-java's stream format, an 8-byte magic, two version ints, then
+/// blocks each prefixed by its compressed length.
+fn unsnappy(path: &Path, compressed: &[u8]) -> Result<Bytes, ZkFormatError> {
+    const MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+    /// snappy-java writes blocks of 32 KiB; anything claiming far more is damage.
+    const BLOCK_MAX: usize = 16 << 20;
+    let bad = |what: String| ZkFormatError::Invalid(format!("{}: {what}", path.display()));
+    if compressed.len() < 16 || compressed[..8] != MAGIC {
+        return Err(bad("not a snappy-java stream".into()));
+    }
+    let mut out = Vec::new();
+    let mut at = 16;
+    while at < compressed.len() {
+        let len = compressed
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| bad(format!("a truncated block length at byte {at}")))?;
+        at += 4;
+        let block = compressed
+            .get(at..at.saturating_add(len))
+            .ok_or_else(|| bad(format!("a truncated block at byte {at}")))?;
+        at += len;
+        let size = snap::raw::decompress_len(block).map_err(|e| bad(e.to_string()))?;
+        if size > BLOCK_MAX {
+            return Err(bad(format!("a block of {size} bytes")));
+        }
+        let start = out.len();
+        out.resize(start + size, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(Bytes::from(out))
+}
+
 fn node_kind(owner: i64) -> NodeKind {
     match ZkNodeKind::from_owner(owner) {
         ZkNodeKind::Persistent => NodeKind::Persistent,
@@ -705,15 +741,15 @@ pub fn import_data_dir(
                 ZkFormatError::Invalid(format!("no snapshot.* in {}", snap_dir.display()))
             }));
         };
-        if path.extension().is_some_and(|e| e == "snappy") {
-            last_error = Some(ZkFormatError::Invalid(format!(
-                "{}: snappy snapshots are not read yet (set zookeeper.snapshot.compression.method to gz or none and restart ZooKeeper once)",
-                path.display()
-            )));
-            continue;
-        }
-        let gzip = path.extension().is_some_and(|e| e == "gz");
-        let bytes = read_file(&path).and_then(|b| if gzip { gunzip(&path, &b) } else { Ok(b) });
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        let bytes = read_file(&path).and_then(|b| match extension {
+            "gz" => gunzip(&path, &b),
+            "snappy" => unsnappy(&path, &b),
+            _ => Ok(b),
+        });
         match bytes.and_then(read_snapshot) {
             Ok(snapshot) => break (zxid, path, snapshot),
             Err(e) => last_error = Some(e),
@@ -885,6 +921,18 @@ mod tests {
             hex(session_password(i64::MAX)),
             "20f62cb5648dc2d771471c8a2486a9ee"
         );
+    }
+
+    #[test]
+    fn damaged_compressed_snapshots_are_errors() {
+        let path = Path::new("snapshot.1.snappy");
+        assert!(unsnappy(path, b"short").is_err());
+        let mut stream = vec![
+            0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1,
+        ];
+        stream.extend_from_slice(&[0, 0, 0, 9, 1]); // a block longer than the file
+        assert!(unsnappy(path, &stream).is_err());
+        assert!(gunzip(Path::new("snapshot.1.gz"), b"not gzip").is_err());
     }
 
     #[test]
