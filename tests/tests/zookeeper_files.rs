@@ -421,6 +421,16 @@ fn import_and_compare(extra: &[&str], snapshot_mark: &str) {
         c.timeout_ms
     )
     .is_err());
+    // A second import into a data directory in use is refused.
+    let again = std::process::Command::new(roost_tests::servers::roost_binary())
+        .args(["import", "--zookeeper-data-dir"])
+        .arg(zk_dir.path().join("data"))
+        .arg("--data-dir")
+        .arg(roost_dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
 }
 
 #[test]

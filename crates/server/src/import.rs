@@ -38,6 +38,17 @@ pub fn import_zookeeper(
     zk_log_dir: Option<&Path>,
     data_dir: &Path,
 ) -> Result<ImportSummary, ImportError> {
+    // A log left by an earlier server would be replayed on top of the import.
+    let log_dir = data_dir.join("log");
+    let has_log = std::fs::read_dir(&log_dir)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if has_log {
+        return Err(ImportError::Io(format!(
+            "{} already holds a Roost log: import into an empty data directory",
+            log_dir.display()
+        )));
+    }
     let imported = import_data_dir(zk_data_dir, zk_log_dir, StateConfig::default())?;
     // Where a standalone server (myid 1) keeps its snapshots.
     let snapshot_dir = data_dir.join("snapshots");

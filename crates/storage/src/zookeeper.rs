@@ -621,6 +621,10 @@ fn replay(tree: &mut Tree, sessions: &mut OrdMap<i64, Session>, txn: &ZkTxn, op:
             kind,
             ..
         } => {
+            // ZooKeeper logs only valid paths; anything else is damage to skip.
+            if !roost_core::path::is_valid(path) {
+                return;
+            }
             let Some((parent, _)) = roost_core::path::split(path) else {
                 return;
             };
