@@ -3,12 +3,12 @@
 //! snapshot are parsed and compared with what its clients were told.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use roost_proto::*;
 use roost_storage::zookeeper::{
-    read_snapshot, read_txn_log, zxid_of_file, ZkCreateKind, ZkNodeKind, ZkOp, ZkTxn,
+    read_snapshot, read_txn_log, zk_files, ZkCreateKind, ZkNodeKind, ZkOp, ZkTxn,
 };
 use roost_tests::raw::RawClient;
 use roost_tests::requests::{create, get, ok_body, set};
@@ -71,18 +71,41 @@ fn walk(c: &mut RawClient, path: &str, out: &mut Seen) {
     }
 }
 
-/// The newest file named `<prefix>.<hex zxid>` in `dir`.
-fn files(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
-    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
-        .expect("version-2")
-        .filter_map(|e| {
-            let path = e.ok()?.path();
-            let zxid = zxid_of_file(path.file_name()?.to_str()?, prefix)?;
-            Some((zxid, path))
-        })
-        .collect();
-    found.sort();
-    found
+/// `roost import` from ZooKeeper's `zk/data` into Roost's `roost/data`.
+fn roost_import(zk: &Path, roost: &Path) -> std::process::Output {
+    run_roost(
+        "import",
+        ["--zookeeper-data-dir", "--data-dir"],
+        [zk, roost],
+    )
+}
+
+/// `roost export` from Roost's `roost/data` into ZooKeeper's `zk/data`.
+fn roost_export(roost: &Path, zk: &Path) -> std::process::Output {
+    run_roost(
+        "export",
+        ["--data-dir", "--zookeeper-data-dir"],
+        [roost, zk],
+    )
+}
+
+fn run_roost(command: &str, flags: [&str; 2], dirs: [&Path; 2]) -> std::process::Output {
+    let mut run = std::process::Command::new(roost_tests::servers::roost_binary());
+    run.arg(command);
+    for (flag, dir) in flags.into_iter().zip(dirs) {
+        run.arg(flag).arg(dir.join("data"));
+    }
+    run.output().expect("run roost")
+}
+
+/// Asserts that a `roost` command succeeded; its standard output.
+fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A varied tree: data, null data, sequentials, an ephemeral, a container,
@@ -183,7 +206,7 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
     // The transaction log holds every change, with the zxids clients saw.
     let version2 = dir.path().join("data/version-2");
     let mut txns: Vec<ZkTxn> = Vec::new();
-    for (_, log) in files(&version2, "log") {
+    for (_, log) in zk_files(&version2, "log").unwrap() {
         let bytes = Bytes::from(std::fs::read(&log).unwrap());
         txns.extend(read_txn_log(bytes).expect("log parses"));
     }
@@ -225,7 +248,10 @@ fn a_real_zookeepers_log_and_snapshot_parse_to_what_its_clients_saw() {
     // A restart makes ZooKeeper write a snapshot of everything it loaded.
     let zk = ZooKeeper::start_in(dir.path(), &[]).expect("restart ZooKeeper");
     drop(zk);
-    let (_, newest) = files(&version2, "snapshot").pop().expect("a snapshot");
+    let (_, newest) = zk_files(&version2, "snapshot")
+        .unwrap()
+        .pop()
+        .expect("a snapshot");
     let snapshot =
         read_snapshot(Bytes::from(std::fs::read(&newest).unwrap())).expect("snapshot parses");
     assert!(snapshot.sessions.iter().any(|(id, _)| *id == c.session_id));
@@ -366,20 +392,9 @@ fn import_and_compare(extra: &[&str], snapshot_mark: &str) {
     drop(zk);
 
     let roost_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(roost_tests::servers::roost_binary())
-        .args(["import", "--zookeeper-data-dir"])
-        .arg(zk_dir.path().join("data"))
-        .arg("--data-dir")
-        .arg(roost_dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = roost_import(zk_dir.path(), roost_dir.path());
     // From the restart's snapshot, with the later changes from the log.
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = succeeded(&out);
     assert!(
         said.contains(snapshot_mark) && !said.contains("snapshot.0 "),
         "{said}"
@@ -422,13 +437,7 @@ fn import_and_compare(extra: &[&str], snapshot_mark: &str) {
     )
     .is_err());
     // A second import into a data directory in use is refused.
-    let again = std::process::Command::new(roost_tests::servers::roost_binary())
-        .args(["import", "--zookeeper-data-dir"])
-        .arg(zk_dir.path().join("data"))
-        .arg("--data-dir")
-        .arg(roost_dir.path().join("data"))
-        .output()
-        .unwrap();
+    let again = roost_import(zk_dir.path(), roost_dir.path());
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
 }
@@ -456,18 +465,8 @@ fn roost_export_gives_zookeeper_the_same_tree() {
     roost.kill();
 
     let zk_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(roost_tests::servers::roost_binary())
-        .args(["export", "--data-dir"])
-        .arg(roost_dir.path().join("data"))
-        .arg("--zookeeper-data-dir")
-        .arg(zk_dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = roost_export(roost_dir.path(), zk_dir.path());
+    succeeded(&out);
     let zk = ZooKeeper::start_in(zk_dir.path(), &[]).expect("ZooKeeper loads the export");
     let mut z = RawClient::connect(zk.addr).unwrap();
     let mut seen_zk = Seen::new();
@@ -574,18 +573,8 @@ fn an_import_of_100k_znodes_matches_zookeeper_byte_for_byte() {
     drop(zk);
 
     let roost_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(roost_tests::servers::roost_binary())
-        .args(["import", "--zookeeper-data-dir"])
-        .arg(zk_dir.path().join("data"))
-        .arg("--data-dir")
-        .arg(roost_dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = roost_import(zk_dir.path(), roost_dir.path());
+    succeeded(&out);
     let roost =
         roost_tests::servers::RoostProcess::start(roost_dir.path(), &[]).expect("start Roost");
     let mut r = RawClient::connect_as(roost.addr, c.session_id, c.password.clone(), c.timeout_ms)

@@ -466,7 +466,7 @@ pub struct Imported {
 }
 
 /// Files named `<prefix>.<hex zxid>` in `dir`, oldest first.
-fn zk_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, ZkFormatError> {
+pub fn zk_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, ZkFormatError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ZkFormatError::Invalid(format!("reading {}: {e}", dir.display())))?;
     let mut found: Vec<(i64, PathBuf)> = entries
