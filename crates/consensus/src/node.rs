@@ -33,7 +33,7 @@ use crate::peer::{
     self, BoxFuture, PeerClient, PeerError, PeerNetwork, PeerRequest, PeerResponse, PeerService,
 };
 use crate::state_machine::{
-    Housekeeping, SnapshotPolicy, SnapshotStore, StateMachine, StateMachineHost,
+    AppliedMark, Housekeeping, SnapshotPolicy, SnapshotStore, StateMachine, StateMachineHost,
 };
 use crate::types::{Batch, BatchBuilder, NodeId, Pushed, Raft};
 
@@ -367,7 +367,7 @@ impl Consensus {
         let replayed = if config.is_ensemble() {
             (0, 0)
         } else {
-            let replayed = replay_log(&log, &*host)?;
+            let replayed = replay_log(&log, host.mark(), |writes, mark| host.apply(writes, mark))?;
             info!(
                 "{} writes ({} bytes) replayed from the log after {:?}",
                 replayed.0,
@@ -616,31 +616,25 @@ pub fn read_standalone_state(
     let (mut state, mark) = loaded.unwrap_or_else(|| {
         (
             roost_core::State::new(config.state.clone()),
-            crate::AppliedMark::default(),
+            AppliedMark::default(),
         )
     });
-    let from = mark.last_applied_index().map_or(0, |i| i + 1);
-    let from = from.max(log.purged_index().map_or(0, |p| p + 1));
-    if let Some(last) = log.last_index() {
-        for index in from..=last {
-            let entry = log.entry_at(index)?.ok_or_else(|| {
-                DiskError::Invariant(format!(
-                    "the log has no entry {index} before its last ({last})"
-                ))
-            })?;
-            if let openraft::EntryPayload::Normal(batch) = entry.payload {
-                for write in batch.entries() {
-                    state.apply(write);
-                }
-            }
+    replay_log(&log, mark, |writes, _| {
+        for write in writes {
+            state.apply(write);
         }
-    }
+    })?;
     Ok(state)
 }
 
-fn replay_log(log: &LogStore, host: &dyn StateMachineHost) -> Result<(u64, u64), ConsensusError> {
+/// Feeds every log entry after `mark` to `apply` (the writes it carries,
+/// none for raft's own entries, and the mark after it), in order.
+fn replay_log(
+    log: &LogStore,
+    mut mark: AppliedMark,
+    mut apply: impl FnMut(&[Entry], &AppliedMark),
+) -> Result<(u64, u64), ConsensusError> {
     let mut replayed = (0, 0);
-    let mut mark = host.mark();
     let from = mark.last_applied_index().map_or(0, |i| i + 1);
     let Some(last) = log.last_index() else {
         return Ok(replayed);
@@ -654,16 +648,16 @@ fn replay_log(log: &LogStore, host: &dyn StateMachineHost) -> Result<(u64, u64),
         })?;
         mark.last_applied = Some(entry.log_id);
         match entry.payload {
-            openraft::EntryPayload::Blank => host.apply(&[], &mark),
+            openraft::EntryPayload::Blank => apply(&[], &mark),
             openraft::EntryPayload::Normal(batch) => {
-                host.apply(batch.entries(), &mark);
+                apply(batch.entries(), &mark);
                 replayed.0 += batch.entries().len() as u64;
                 replayed.1 += batch.encoded().len() as u64;
             }
             openraft::EntryPayload::Membership(membership) => {
                 mark.membership =
                     crate::types::StoredMembership::new(Some(entry.log_id), membership);
-                host.apply(&[], &mark);
+                apply(&[], &mark);
             }
         }
     }
