@@ -159,6 +159,24 @@ impl Ensemble {
             .with_context(|| format!("restarting server.{}", index + 1))
     }
 
+    /// Empties a (killed) server's data directory but for `myid`, as when its
+    /// disk is replaced.
+    pub fn wipe(&self, index: usize) -> anyhow::Result<()> {
+        let data = self.servers[index].dir.join("data");
+        for entry in std::fs::read_dir(&data)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "myid") {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Cuts every link between `index` and the other servers, both ways.
     pub fn isolate(&self, index: usize) {
         for ((from, to), link) in &self.links {

@@ -728,3 +728,169 @@ fn sessions_kept_alive_through_any_server_never_expire() {
         assert!(is_ok(&reply), "the session held by server {i} expired");
     }
 }
+
+/// Writers creating `/load/w{w}-{n}` through any server until stopped,
+/// remembering every create that was acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<BTreeSet<String>>>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addrs: &[SocketAddr], writers: usize) -> Load {
+        let mut setup = connect_any(addrs, 0).expect("a server accepts a session");
+        assert!(is_ok(
+            &setup
+                .call(&create("/load", b"", CreateMode::Persistent))
+                .unwrap()
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+        let writers = (0..writers)
+            .map(|w| {
+                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                let addrs = addrs.to_vec();
+                std::thread::spawn(move || {
+                    let mut client = None;
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(c) = client.as_mut() else {
+                            client = connect_any(&addrs, w);
+                            if client.is_none() {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            continue;
+                        };
+                        let path = format!("/load/w{w}-{n}");
+                        n += 1;
+                        match c.call(&create(&path, b"x", CreateMode::Persistent)) {
+                            Ok(reply) if is_ok(&reply) => {
+                                acknowledged.lock().unwrap().insert(path);
+                            }
+                            Ok(_) => {}
+                            Err(_) => client = None,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            acknowledged,
+            writers,
+        }
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    fn stop(self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for writer in self.writers {
+            writer.join().unwrap();
+        }
+        let acknowledged = self.acknowledged.lock().unwrap();
+        acknowledged.clone()
+    }
+}
+
+/// Asserts that every server of `ensemble` serves each path of `expected`
+/// under `/load`.
+fn assert_served_everywhere(ensemble: &Ensemble, expected: &BTreeSet<String>) {
+    for i in 0..ensemble.servers.len() {
+        let mut client = RawClient::connect(ensemble.addr(i)).unwrap();
+        let Response::Children(names) = ok_body(client.call(&children("/load")).unwrap()) else {
+            panic!("children expected");
+        };
+        let present: BTreeSet<String> = names.into_iter().map(|n| format!("/load/{n}")).collect();
+        let missing: Vec<&String> = expected.difference(&present).collect();
+        assert!(
+            missing.is_empty(),
+            "server.{} lacks {} acknowledged writes, e.g. {:?}\n{}",
+            i + 1,
+            missing.len(),
+            missing.first(),
+            ensemble.log_tails(20)
+        );
+    }
+}
+
+#[test]
+fn a_member_rebuilt_from_an_empty_disk_rejoins_without_losing_writes() {
+    let _turn = turn();
+    // Frequent snapshots: the leader purges its log, so a wiped member must
+    // be sent a snapshot, as a ZooKeeper follower syncs one from its leader.
+    let mut ensemble = Ensemble::start(3, &[], &["snapCount=300"]).unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| ensemble.addr(i)).collect();
+    let load = Load::start(&addrs, 3);
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let follower = (leader + 1) % 3;
+    for (role, index) in [("follower", follower), ("leader", leader)] {
+        std::thread::sleep(Duration::from_secs(2));
+        let before = load.acknowledged();
+        ensemble.kill(index);
+        ensemble.wipe(index).unwrap();
+        let wiped_at = Instant::now();
+        ensemble.restart(index).unwrap();
+        println!(
+            "wiped {role} server.{} serving again after {:?}",
+            index + 1,
+            wiped_at.elapsed()
+        );
+        let log = std::fs::read_to_string(ensemble.servers[index].dir.join("roost.log")).unwrap();
+        assert!(
+            log.contains("rejoining the ensemble without a vote"),
+            "the wiped {role} rejoined rather than founding a new ensemble\n{}",
+            ensemble.log_tails(20)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(load.acknowledged() > before, "writes went on");
+    }
+    let acknowledged = load.stop();
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    assert_served_everywhere(&ensemble, &acknowledged);
+}
+
+#[test]
+fn a_blank_member_never_helps_a_stale_one_win() {
+    let _turn = turn();
+    let mut ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let stale = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    ensemble.kill(stale);
+    let addrs = [ensemble.addr(leader), ensemble.addr(other)];
+    let load = Load::start(&addrs, 2);
+    while load.acknowledged() < 200 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let acknowledged = load.stop();
+    // Only `other` and the leader hold those writes; `other` loses its disk.
+    ensemble.kill(leader);
+    ensemble.kill(other);
+    ensemble.wipe(other).unwrap();
+    ensemble.servers[stale].spawn().unwrap();
+    ensemble.servers[other].spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // A blank voter that voted would let the stale one lead without the
+    // writes: they must wait for the server that has them.
+    for index in [stale, other] {
+        assert_eq!(
+            ensemble.mode(index),
+            "",
+            "server.{} serves without the acknowledged writes\n{}",
+            index + 1,
+            ensemble.log_tails(20)
+        );
+    }
+    ensemble.restart(leader).unwrap();
+    for index in [stale, other] {
+        ensemble.servers[index]
+            .wait_ready(Duration::from_secs(30))
+            .unwrap();
+    }
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    assert_served_everywhere(&ensemble, &acknowledged);
+}

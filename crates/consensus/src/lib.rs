@@ -2,8 +2,9 @@
 //! openraft.
 //!
 //! openraft 0.9 (0.9.25; features `serde`, `storage-v2`,
-//! `generic-snapshot-data`) was chosen as docs/architecture.md requires: a
-//! maintained Raft with pluggable storage. Its log store and state machine are
+//! `generic-snapshot-data`, and `loosen-follower-log-revert` so that a member
+//! rebuilt from an empty disk can rejoin, see [`join`]) was chosen as
+//! docs/architecture.md requires: a maintained Raft with pluggable storage. Its log store and state machine are
 //! adapters over `roost-storage` ([`log_store`]) and `roost-core`
 //! ([`state_machine`]); [`node`] runs a replica and its proposal pump. The
 //! rest of the server sees a narrow API: a channel to propose entries, a read
@@ -18,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 mod bounds;
+mod join;
 mod log_store;
 mod network;
 mod node;

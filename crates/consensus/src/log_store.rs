@@ -451,6 +451,11 @@ impl LogStore {
         self.cache().meta.last_purged.map(|l| l.index)
     }
 
+    /// Whether raft ever saved a vote here.
+    pub(crate) fn has_vote(&self) -> bool {
+        self.cache().vote.is_some()
+    }
+
     /// Index of the last entry (or of the purge point when the log is empty).
     pub(crate) fn last_index(&self) -> Option<u64> {
         self.cache().last_log_id().map(|l| l.index)

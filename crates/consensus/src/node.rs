@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::bounds::Bounds;
+use crate::join::{Joiner, PeerStatus, Stage, VoteGate};
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
 use crate::peer::{
@@ -145,6 +146,8 @@ pub struct Consensus {
     log: LogStore,
     leadership: watch::Receiver<Leadership>,
     leader_link: LeaderLink,
+    /// False while a blank voter is joining (see `join`).
+    joined: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -289,6 +292,7 @@ struct Service {
     host: Arc<dyn StateMachineHost>,
     proposals: mpsc::Sender<Entry>,
     leadership: watch::Receiver<Leadership>,
+    gate: VoteGate,
 }
 
 impl PeerService for Service {
@@ -319,6 +323,14 @@ impl PeerService for Service {
                 .map(|log_id| log_id.map_or(0, |l| l.index))
                 .map_err(|e| e.to_string())
         })
+    }
+
+    fn status(&self) -> PeerStatus {
+        PeerStatus::of(&self.raft, &self.gate)
+    }
+
+    fn grants_votes(&self) -> bool {
+        self.gate.stage() == Stage::Voting
     }
 }
 
@@ -353,6 +365,8 @@ impl Consensus {
         let snapshot_index = loaded
             .as_ref()
             .and_then(|(_, mark)| mark.last_applied_index());
+        // Nothing raft wrote survives here: a founder, or a replaced disk.
+        let blank = log.last_index().is_none() && !log.has_vote() && snapshot_index.is_none();
         if let Some(purged) = log.purged_index() {
             if snapshot_index.is_none_or(|s| s < purged) {
                 return Err(ConsensusError::Storage(DiskError::Invariant(format!(
@@ -440,6 +454,8 @@ impl Consensus {
             leadership_tx,
             lease_ms,
         ))];
+        let (joined_tx, joined) = watch::channel(true);
+        let gate = VoteGate::default();
         if config.is_ensemble() {
             let own = config.members.get(&config.node_id).ok_or_else(|| {
                 ConsensusError::Raft(format!(
@@ -461,11 +477,34 @@ impl Consensus {
                     addr: own.address.clone(),
                     source,
                 })?;
+            if !own.observer {
+                // Decided before peers can reach raft: a blank voter must not
+                // grant a vote before it knows whether the ensemble exists.
+                let joiner = Joiner {
+                    raft: raft.clone(),
+                    network: network.clone(),
+                    node_id: config.node_id,
+                    voters: config
+                        .members
+                        .iter()
+                        .filter(|(_, m)| !m.observer)
+                        .map(|(id, m)| (*id, BasicNode::new(m.address.clone())))
+                        .collect(),
+                    log_dir: config.log_dir.clone(),
+                    gate: gate.clone(),
+                    joined: joined_tx,
+                };
+                if joiner.must_ask_peers(blank) {
+                    let _ = joiner.joined.send(false);
+                    tasks.push(tokio::spawn(joiner.run(blank)));
+                }
+            }
             let service = Arc::new(Service {
                 raft: raft.clone(),
                 host: host.clone(),
                 proposals: proposer,
                 leadership: leadership.clone(),
+                gate,
             });
             tasks.push(tokio::spawn(peer::serve(
                 listener,
@@ -473,32 +512,18 @@ impl Consensus {
                 service,
                 bounds,
             )));
-        }
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| ConsensusError::Raft(e.to_string()))?;
-        if !initialized {
-            let voters: BTreeMap<NodeId, BasicNode> = if config.is_ensemble() {
-                config
-                    .members
-                    .iter()
-                    .filter(|(_, m)| !m.observer)
-                    .map(|(id, m)| (*id, BasicNode::new(m.address.clone())))
-                    .collect()
-            } else {
-                BTreeMap::from([(config.node_id, BasicNode::new(""))])
-            };
-            // Every voter of a new ensemble initializes with the same
-            // membership: the initial log entry is identical everywhere.
-            if voters.contains_key(&config.node_id) {
+        } else {
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+            if !initialized {
+                let voters = BTreeMap::from([(config.node_id, BasicNode::new(""))]);
                 match raft.initialize(voters).await {
                     Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                     Err(e) => return Err(ConsensusError::Raft(e.to_string())),
                 }
             }
-        }
-        if !config.is_ensemble() {
             // A single voter need not wait out an election timeout.
             let _ = raft.trigger().elect().await;
         }
@@ -539,6 +564,7 @@ impl Consensus {
             raft,
             log,
             leadership,
+            joined,
             tasks,
         })
     }
@@ -569,7 +595,12 @@ impl Consensus {
     /// server.
     pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
         let mut leadership = self.leadership.clone();
-        let ready = async { leadership.wait_for(|l| l.serving).await.is_ok() };
+        let mut joined = self.joined.clone();
+        // A server that rejoins serves once it has caught up (see `join`).
+        let ready = async {
+            joined.wait_for(|j| *j).await.is_ok()
+                && leadership.wait_for(|l| l.serving).await.is_ok()
+        };
         tokio::time::timeout(timeout, ready).await.unwrap_or(false)
     }
 

@@ -4,7 +4,8 @@
 //! each connection carries one request at a time and its response. Besides
 //! raft's own RPCs (append, vote, whole-snapshot transfer) peers send Roost's:
 //! writes forwarded from a follower to the leader, the sessions a follower
-//! saw alive, and the read index a follower needs for `sync`.
+//! saw alive, the read index a follower needs for `sync`, and the status a
+//! blank server asks for before it joins.
 //!
 //! Bounds: a frame is at most `Bounds::peer_frame_bytes_max` (an AppendEntries
 //! carries at most `replication_bytes_max` of entries: the prefix that fits, with a
@@ -41,6 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use crate::bounds::Bounds;
+use crate::join::PeerStatus;
 use crate::types::{
     entry_wire_bytes, Batch, NodeId, Raft, RaftEntry, SnapshotMeta, TypeConfig, Vote,
 };
@@ -74,6 +76,8 @@ pub(crate) enum PeerRequest {
     Touch(Vec<i64>),
     /// The index a follower must have applied before answering `sync`.
     ReadIndex,
+    /// What the server holds, for a blank peer deciding how to join.
+    Status,
 }
 
 /// The answer to a [`PeerRequest`].
@@ -86,6 +90,7 @@ pub(crate) enum PeerResponse {
     Forwarded(Result<(), String>),
     Touched,
     ReadIndex(Result<u64, String>),
+    Status(PeerStatus),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +195,11 @@ pub(crate) trait PeerService: Send + Sync + 'static {
     fn touch(&self, sessions: &[i64]);
     /// The committed index a follower must reach before answering `sync`.
     fn read_index(&self) -> BoxFuture<'_, Result<u64, String>>;
+    /// What this server holds (see [`crate::join`]).
+    fn status(&self) -> PeerStatus;
+    /// False while this server has not caught up after starting blank: its
+    /// empty log must not elect anyone.
+    fn grants_votes(&self) -> bool;
 }
 
 async fn serve_connection(
@@ -208,6 +218,14 @@ async fn serve_connection(
             PeerRequest::AppendEntries(rpc) => {
                 PeerResponse::AppendEntries(raft.append_entries(rpc).await)
             }
+            PeerRequest::Vote(rpc) if !roost.grants_votes() => {
+                debug!("refusing a vote to {}: still joining", rpc.vote.leader_id);
+                PeerResponse::Vote(Ok(VoteResponse {
+                    vote: raft.metrics().borrow().vote,
+                    vote_granted: false,
+                    last_log_id: None,
+                }))
+            }
             PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
             PeerRequest::Snapshot { vote, meta, size } => PeerResponse::Snapshot(
                 receive_snapshot(&mut stream, &raft, vote, meta, size).await?,
@@ -218,6 +236,7 @@ async fn serve_connection(
                 PeerResponse::Touched
             }
             PeerRequest::ReadIndex => PeerResponse::ReadIndex(roost.read_index().await),
+            PeerRequest::Status => PeerResponse::Status(roost.status()),
         };
         write_frame(&mut stream, &response).await?;
     }
