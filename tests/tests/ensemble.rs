@@ -894,3 +894,136 @@ fn a_blank_member_never_helps_a_stale_one_win() {
     ensemble.wait_converged(Duration::from_secs(30)).unwrap();
     assert_served_everywhere(&ensemble, &acknowledged);
 }
+
+/// Moves a session to the first server of `addrs` (from `start`) that takes
+/// it, as a ZooKeeper client does after ConnectionLoss. None if every server
+/// refused it or is down.
+fn resume_session(
+    addrs: &[SocketAddr],
+    start: usize,
+    session: &RawClient,
+    last_zxid_seen: i64,
+) -> Option<RawClient> {
+    (0..addrs.len()).find_map(|i| {
+        let mut moved = RawClient::open(addrs[(start + i) % addrs.len()]).ok()?;
+        moved.set_read_timeout(Duration::from_secs(8)).ok()?;
+        let response = moved
+            .handshake(&ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen,
+                timeout_ms: session.timeout_ms,
+                session_id: session.session_id,
+                passwd: session.password.clone(),
+                read_only: Some(false),
+            })
+            .ok()??;
+        (response.session_id == session.session_id).then_some(moved)
+    })
+}
+
+#[test]
+fn a_rolling_restart_under_load_keeps_every_write_and_session() {
+    let _turn = turn();
+    let mut ensemble = Ensemble::start(3, &[], &[]).unwrap();
+    ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| ensemble.addr(i)).collect();
+    {
+        let mut setup = RawClient::connect(addrs[0]).unwrap();
+        for path in ["/load", "/owners"] {
+            assert!(is_ok(
+                &setup
+                    .call(&create(path, b"", CreateMode::Persistent))
+                    .unwrap()
+            ));
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let stop = stop.clone();
+            let addrs = addrs.clone();
+            std::thread::spawn(move || {
+                let mut client =
+                    RawClient::connect_as(addrs[w], 0, Bytes::from_static(&[0; 16]), 10_000)
+                        .unwrap();
+                client.set_read_timeout(Duration::from_secs(8)).unwrap();
+                let owner = format!("/owners/w{w}");
+                assert!(is_ok(
+                    &client
+                        .call(&create(&owner, b"", CreateMode::Ephemeral))
+                        .unwrap()
+                ));
+                let session = client.session_id;
+                let (mut acknowledged, mut last_zxid, mut moves) = (BTreeSet::new(), 0, 0);
+                let mut connected = Some(client);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(c) = connected.as_mut() else {
+                        unreachable!()
+                    };
+                    let path = format!("/load/w{w}-{n}");
+                    n += 1;
+                    match c.call(&create(&path, b"x", CreateMode::Persistent)) {
+                        Ok(reply) => {
+                            if let Frame::Reply { zxid, .. } = &reply {
+                                last_zxid = last_zxid.max(*zxid);
+                            }
+                            if is_ok(&reply) {
+                                acknowledged.insert(path);
+                            }
+                        }
+                        Err(_) => {
+                            // ConnectionLoss: the retry moves the session on.
+                            let old = connected.take().unwrap();
+                            let deadline = Instant::now() + Duration::from_secs(8);
+                            while connected.is_none() && Instant::now() < deadline {
+                                connected = resume_session(&addrs, w + 1, &old, last_zxid);
+                                if connected.is_none() {
+                                    std::thread::sleep(Duration::from_millis(50));
+                                }
+                            }
+                            assert!(connected.is_some(), "writer {w} lost session {session:#x}");
+                            moves += 1;
+                        }
+                    }
+                }
+                let c = connected.as_mut().unwrap();
+                let owned = stat_of(&c.call(&exists(&owner, false)).unwrap());
+                assert_eq!(
+                    owned.map(|s| s.ephemeral_owner),
+                    Some(session),
+                    "writer {w}'s ephemeral outlived the restarts"
+                );
+                (acknowledged, moves)
+            })
+        })
+        .collect();
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_secs(1));
+        ensemble.kill(i);
+        std::thread::sleep(Duration::from_millis(500));
+        let restarted = Instant::now();
+        ensemble.restart(i).unwrap();
+        println!(
+            "server.{} serving again {:?} after its restart",
+            i + 1,
+            restarted.elapsed()
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = BTreeSet::new();
+    let mut moves = 0;
+    for writer in writers {
+        let (written, moved) = writer.join().unwrap();
+        acknowledged.extend(written);
+        moves += moved;
+    }
+    println!(
+        "{} writes acknowledged; sessions moved {moves} times",
+        acknowledged.len()
+    );
+    assert!(moves >= 3, "every writer's server was restarted once");
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    assert_served_everywhere(&ensemble, &acknowledged);
+}
