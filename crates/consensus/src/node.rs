@@ -614,14 +614,6 @@ impl Consensus {
     }
 }
 
-/// Applies the log after the snapshot, one entry at a time, before raft
-/// starts. Only for a standalone server: with one voter every entry in its
-/// log is committed (openraft would commit them all at once on election and
-/// read the whole tail into memory to apply it; this way it finds nothing left
-/// to apply, and memory holds one entry at a time).
-///
-/// Returns the client writes and log bytes replayed, which count towards the
-/// next snapshot as if just applied.
 /// The state of a stopped standalone server's data (`roost export`): its
 /// newest snapshot and every write logged after it. Opening the log may
 /// finish what a crash left (a torn tail), as a restart would.
@@ -659,7 +651,14 @@ pub fn read_standalone_state(
 }
 
 /// Feeds every log entry after `mark` to `apply` (the writes it carries,
-/// none for raft's own entries, and the mark after it), in order.
+/// none for raft's own entries, and the mark after it), in order, one entry
+/// at a time. Only for a standalone server's log, every entry of which is
+/// committed: a standalone server applies its log this way before raft starts
+/// (openraft would commit it all at once on election and read the whole tail
+/// into memory to apply it).
+///
+/// Returns the client writes and log bytes replayed, which count towards the
+/// next snapshot as if just applied.
 fn replay_log(
     log: &LogStore,
     mut mark: AppliedMark,
