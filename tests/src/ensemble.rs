@@ -18,6 +18,9 @@ pub struct Ensemble {
     /// The relay carrying traffic from server `from` to server `to`'s peer port.
     links: BTreeMap<(usize, usize), Link>,
     peer_ports: Vec<u16>,
+    election_ports: Vec<u16>,
+    /// Servers configured but not started (see [`Ensemble::start_with_spares`]).
+    spares: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -25,7 +28,22 @@ impl Ensemble {
     /// Starts `size` servers (observers among them as listed, by index) and
     /// waits until all serve. `extra` lines go into every zoo.cfg.
     pub fn start(size: usize, observers: &[usize], extra: &[&str]) -> anyhow::Result<Ensemble> {
+        Self::start_with_spares(size, 0, observers, extra)
+    }
+
+    /// As [`Ensemble::start`], and configures `spares` more servers without
+    /// starting them: `servers[size..]`, to be added by `reconfig`. As a
+    /// ZooKeeper operator writes them, a spare's zoo.cfg lists the ensemble
+    /// and the spares, while the ensemble's lists only its own servers; the
+    /// ensemble reaches a spare directly, at the address `reconfig` gives.
+    pub fn start_with_spares(
+        size: usize,
+        spares: usize,
+        observers: &[usize],
+        extra: &[&str],
+    ) -> anyhow::Result<Ensemble> {
         let dir = tempfile::tempdir()?;
+        let (founders, size) = (size, size + spares);
         let mut peer_ports = Vec::new();
         let mut election_ports = Vec::new();
         let mut client_ports = Vec::new();
@@ -56,7 +74,8 @@ impl Ensemble {
                 client_ports[me],
                 data_dir.display()
             );
-            for peer in 0..size {
+            let known = if me < founders { founders } else { size };
+            for peer in 0..known {
                 // This server reaches the others through the relays.
                 let port = if peer == me {
                     peer_ports[me]
@@ -84,18 +103,43 @@ impl Ensemble {
                 &cfg,
             )?);
         }
-        for server in &mut servers {
+        for server in &mut servers[..founders] {
             server.spawn()?;
         }
-        for server in &mut servers {
+        for server in &mut servers[..founders] {
             server.wait_ready(Duration::from_secs(60))?;
         }
         Ok(Ensemble {
             servers,
             links,
             peer_ports,
+            election_ports,
+            spares,
             _dir: dir,
         })
+    }
+
+    /// Starts a spare server; it serves once a `reconfig` has added it and
+    /// it has caught up ([`RoostProcess::wait_ready`]).
+    pub fn start_spare(&mut self, index: usize) -> anyhow::Result<()> {
+        assert!(
+            index >= self.servers.len() - self.spares,
+            "server.{} is no spare",
+            index + 1
+        );
+        self.servers[index].spawn()
+    }
+
+    /// The `server.N=...` line naming server `index` in a `reconfig`, with
+    /// its role and client port.
+    pub fn member_line(&self, index: usize, role: &str) -> String {
+        format!(
+            "server.{}=127.0.0.1:{}:{}:{role};127.0.0.1:{}",
+            index + 1,
+            self.peer_ports[index],
+            self.election_ports[index],
+            self.servers[index].addr.port()
+        )
     }
 
     pub fn addr(&self, index: usize) -> SocketAddr {

@@ -799,8 +799,14 @@ impl Load {
 /// Asserts that every server of `ensemble` serves each path of `expected`
 /// under `/load`.
 fn assert_served_everywhere(ensemble: &Ensemble, expected: &BTreeSet<String>) {
-    for i in 0..ensemble.servers.len() {
-        let mut client = RawClient::connect(ensemble.addr(i)).unwrap();
+    for i in (0..ensemble.servers.len()).filter(|i| ensemble.servers[*i].is_running()) {
+        let mut client = RawClient::connect(ensemble.addr(i)).unwrap_or_else(|e| {
+            panic!(
+                "server.{} takes no session: {e}\n{}",
+                i + 1,
+                ensemble.log_tails(30)
+            )
+        });
         let Response::Children(names) = ok_body(client.call(&children("/load")).unwrap()) else {
             panic!("children expected");
         };
@@ -1024,6 +1030,130 @@ fn a_rolling_restart_under_load_keeps_every_write_and_session() {
         acknowledged.len()
     );
     assert!(moves >= 3, "every writer's server was restarted once");
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    assert_served_everywhere(&ensemble, &acknowledged);
+}
+
+/// zoo.cfg lines for an ensemble `reconfig` may change, with kazoo's test
+/// super user (`super:test`).
+const RECONFIG_ENABLED: [&str; 2] = [
+    "reconfigEnabled=true",
+    "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
+];
+
+/// A session of the super user on server `index`.
+fn super_session(ensemble: &Ensemble, index: usize) -> RawClient {
+    let mut client = RawClient::connect(ensemble.addr(index)).unwrap();
+    client.set_read_timeout(Duration::from_secs(15)).unwrap();
+    let auth = client
+        .call(&Request::Auth(AuthPacket {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: Bytes::from_static(b"super:test"),
+        }))
+        .unwrap();
+    assert!(is_ok(&auth));
+    client
+}
+
+fn reconfig(joining: Option<String>, leaving: Option<String>) -> Request {
+    Request::Reconfig(ReconfigRequest {
+        joining_servers: joining,
+        leaving_servers: leaving,
+        new_members: None,
+        cur_config_id: -1,
+    })
+}
+
+/// The voters' ids a `/zookeeper/config` text names.
+fn participants(config: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(config)
+        .lines()
+        .filter(|l| l.ends_with(":participant") || l.contains(":participant;"))
+        .filter_map(|l| l.strip_prefix("server.")?.split('=').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn growing_to_five_voters_and_shrinking_back_under_load_loses_nothing() {
+    let _turn = turn();
+    let mut ensemble = Ensemble::start_with_spares(3, 2, &[], &RECONFIG_ENABLED).unwrap();
+    let addrs: Vec<SocketAddr> = (0..5).map(|i| ensemble.addr(i)).collect();
+    let load = Load::start(&addrs, 3);
+    let mut watcher = RawClient::connect(ensemble.addr(0)).unwrap();
+    assert!(is_ok(
+        &watcher.call(&get("/zookeeper/config", true)).unwrap()
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+
+    // 3 -> 5: the new servers start, then join as participants.
+    for spare in [3, 4] {
+        ensemble.start_spare(spare).unwrap();
+    }
+    let joining = format!(
+        "{},{}",
+        ensemble.member_line(3, "participant"),
+        ensemble.member_line(4, "participant")
+    );
+    let asked = Instant::now();
+    let mut admin = super_session(&ensemble, 1);
+    let grown = admin
+        .call(&reconfig(Some(joining), None))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ensemble.log_tails(15)));
+    let config = data_of(grown).expect("reconfig answers the new configuration");
+    println!("3 -> 5 voters took {:?}", asked.elapsed());
+    assert_eq!(participants(&config), [1, 2, 3, 4, 5]);
+    let event = watcher.next_event().unwrap();
+    assert!(
+        matches!(&event, Frame::Notification { path, event: EventType::NodeDataChanged, .. } if path == "/zookeeper/config"),
+        "the watch on /zookeeper/config fired: {event:?}"
+    );
+    for spare in [3, 4] {
+        ensemble.servers[spare]
+            .wait_ready(Duration::from_secs(30))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let modes: Vec<String> = (0..5).map(|i| ensemble.mode(i)).collect();
+    assert_eq!(
+        modes.iter().filter(|m| *m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| *m == "follower").count(),
+        4,
+        "{modes:?}"
+    );
+
+    // 5 -> 3: the leader and another founder leave; the new servers stay.
+    let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let other = (0..3).find(|i| *i != leader).unwrap();
+    let leaving = format!("{},{}", leader + 1, other + 1);
+    let keeper = (0..3).find(|i| *i != leader && *i != other).unwrap();
+    let mut admin = super_session(&ensemble, keeper);
+    let asked = Instant::now();
+    let shrunk = admin.call(&reconfig(None, Some(leaving))).unwrap();
+    let config = data_of(shrunk).expect("reconfig answers the new configuration");
+    let mut remaining = vec![keeper as u64 + 1, 4, 5];
+    remaining.sort();
+    assert_eq!(participants(&config), remaining);
+    // The servers that left are stopped, as an operator would.
+    ensemble.kill(leader);
+    ensemble.kill(other);
+    let new_leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+    println!(
+        "5 -> 3 voters: server.{} leads {:?} after the request",
+        new_leader + 1,
+        asked.elapsed()
+    );
+    assert!(remaining.contains(&(new_leader as u64 + 1)));
+    let before = load.acknowledged();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(load.acknowledged() > before, "writes go on with 3 voters");
+
+    let acknowledged = load.stop();
+    println!("{} writes acknowledged", acknowledged.len());
     ensemble.wait_converged(Duration::from_secs(30)).unwrap();
     assert_served_everywhere(&ensemble, &acknowledged);
 }

@@ -21,6 +21,7 @@
 mod bounds;
 mod join;
 mod log_store;
+mod membership;
 mod network;
 mod node;
 mod peer;
@@ -30,6 +31,7 @@ mod storage_suite;
 mod types;
 
 pub use bounds::Bounds;
+pub use membership::{MembershipTarget, Refusal};
 pub use node::{
     read_standalone_state, Consensus, ConsensusConfig, ConsensusError, Handle, Leadership, Member,
 };

@@ -10,7 +10,7 @@
 //! earlier batch has finished, so each connection still gets its replies in
 //! order. A standalone server is a one-voter cluster on the same path.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,11 +24,12 @@ use roost_storage::{FileSystem, StorageError as DiskError, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::bounds::Bounds;
 use crate::join::{Joiner, PeerStatus, Stage, VoteGate};
 use crate::log_store::LogStore;
+use crate::membership::{self, MembershipTarget, Reconfigurer, Refusal};
 use crate::network::NoNetwork;
 use crate::peer::{
     self, BoxFuture, PeerClient, PeerError, PeerNetwork, PeerRequest, PeerResponse, PeerService,
@@ -148,6 +149,7 @@ pub struct Consensus {
     leader_link: LeaderLink,
     /// False while a blank voter is joining (see `join`).
     joined: watch::Receiver<bool>,
+    reconfigurer: Reconfigurer,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -158,6 +160,7 @@ pub struct Handle {
     log: LogStore,
     leadership: watch::Receiver<Leadership>,
     leader_link: LeaderLink,
+    reconfigurer: Reconfigurer,
 }
 
 /// One connection to the current leader, shared by a replica's `sync`s and
@@ -267,6 +270,26 @@ impl Handle {
         (followers.len(), synced)
     }
 
+    /// Readies the change from configuration `from_version` to `target` on
+    /// the leader, wherever the `reconfig` arrived (see [`crate::membership`]).
+    pub async fn prepare_reconfig(
+        &self,
+        from_version: i64,
+        target: MembershipTarget,
+    ) -> Result<(), Refusal> {
+        if self.raft.metrics().borrow().state == ServerState::Leader {
+            return self.reconfigurer.prepare(from_version, &target).await;
+        }
+        let request = PeerRequest::PrepareReconfig {
+            from_version,
+            target,
+        };
+        match self.leader_link.call(&request).await {
+            Ok(Some(PeerResponse::Prepared(result))) => result,
+            _ => Err(Refusal::NoLeader),
+        }
+    }
+
     /// Reports sessions seen alive here to the leader (followers).
     pub async fn report_sessions(&self, sessions: Vec<i64>) {
         if sessions.is_empty() || self.is_leader() {
@@ -293,6 +316,7 @@ struct Service {
     proposals: mpsc::Sender<Entry>,
     leadership: watch::Receiver<Leadership>,
     gate: VoteGate,
+    reconfigurer: Reconfigurer,
 }
 
 impl PeerService for Service {
@@ -331,6 +355,14 @@ impl PeerService for Service {
 
     fn grants_votes(&self) -> bool {
         self.gate.stage() == Stage::Voting
+    }
+
+    fn prepare_reconfig<'a>(
+        &'a self,
+        from_version: i64,
+        target: &'a MembershipTarget,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(self.reconfigurer.prepare(from_version, target))
     }
 }
 
@@ -454,6 +486,7 @@ impl Consensus {
             leadership_tx,
             lease_ms,
         ))];
+        let reconfigurer = Reconfigurer::new(raft.clone());
         let (joined_tx, joined) = watch::channel(true);
         let gate = VoteGate::default();
         if config.is_ensemble() {
@@ -505,6 +538,7 @@ impl Consensus {
                 proposals: proposer,
                 leadership: leadership.clone(),
                 gate,
+                reconfigurer: reconfigurer.clone(),
             });
             tasks.push(tokio::spawn(peer::serve(
                 listener,
@@ -527,16 +561,10 @@ impl Consensus {
             // A single voter need not wait out an election timeout.
             let _ = raft.trigger().elect().await;
         }
-        let observers: BTreeMap<NodeId, BasicNode> = config
-            .members
-            .iter()
-            .filter(|(_, m)| m.observer)
-            .map(|(id, m)| (*id, BasicNode::new(m.address.clone())))
-            .collect();
-        tasks.push(tokio::spawn(add_observers(
-            raft.clone(),
+        tasks.push(tokio::spawn(membership::reconcile(
+            reconfigurer.clone(),
+            host.clone(),
             leadership.clone(),
-            observers,
         )));
         tasks.push(tokio::spawn(run_housekeeping(
             raft.clone(),
@@ -561,6 +589,7 @@ impl Consensus {
         );
         Ok(Consensus {
             leader_link: LeaderLink::new(raft.clone(), network),
+            reconfigurer,
             raft,
             log,
             leadership,
@@ -575,6 +604,7 @@ impl Consensus {
             log: self.log.clone(),
             leadership: self.leadership.clone(),
             leader_link: self.leader_link.clone(),
+            reconfigurer: self.reconfigurer.clone(),
         }
     }
 
@@ -771,48 +801,6 @@ async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
             _ = ticker.tick() => {}
-        }
-    }
-}
-
-/// The leader adds configured observers as learners, retrying while a
-/// membership change (such as a new ensemble's first one) is in progress.
-async fn add_observers(
-    raft: Raft,
-    mut leadership: watch::Receiver<Leadership>,
-    observers: BTreeMap<NodeId, BasicNode>,
-) {
-    if observers.is_empty() {
-        return;
-    }
-    loop {
-        let mut pending = false;
-        if leadership.borrow_and_update().leading {
-            let known: BTreeSet<NodeId> = raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .map(|(id, _)| *id)
-                .collect();
-            for (id, node) in &observers {
-                if known.contains(id) {
-                    continue;
-                }
-                match raft.add_learner(*id, node.clone(), false).await {
-                    Ok(_) => info!("observer {id} added"),
-                    Err(e) => {
-                        debug!("cannot add observer {id} yet: {e}");
-                        pending = true;
-                    }
-                }
-            }
-        }
-        if pending {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        } else if leadership.changed().await.is_err() {
-            return;
         }
     }
 }

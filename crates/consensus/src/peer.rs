@@ -43,6 +43,7 @@ use tracing::{debug, info, warn};
 
 use crate::bounds::Bounds;
 use crate::join::PeerStatus;
+use crate::membership::{MembershipTarget, Refusal};
 use crate::types::{
     entry_wire_bytes, Batch, NodeId, Raft, RaftEntry, SnapshotMeta, TypeConfig, Vote,
 };
@@ -78,6 +79,11 @@ pub(crate) enum PeerRequest {
     ReadIndex,
     /// What the server holds, for a blank peer deciding how to join.
     Status,
+    /// Ready a membership change from configuration `from_version` (leader).
+    PrepareReconfig {
+        from_version: i64,
+        target: MembershipTarget,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -91,6 +97,7 @@ pub(crate) enum PeerResponse {
     Touched,
     ReadIndex(Result<u64, String>),
     Status(PeerStatus),
+    Prepared(Result<(), Refusal>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +207,12 @@ pub(crate) trait PeerService: Send + Sync + 'static {
     /// False while this server has not caught up after starting blank: its
     /// empty log must not elect anyone.
     fn grants_votes(&self) -> bool;
+    /// Readies a membership change (see [`crate::membership`]).
+    fn prepare_reconfig<'a>(
+        &'a self,
+        from_version: i64,
+        target: &'a MembershipTarget,
+    ) -> BoxFuture<'a, Result<(), Refusal>>;
 }
 
 async fn serve_connection(
@@ -237,6 +250,10 @@ async fn serve_connection(
             }
             PeerRequest::ReadIndex => PeerResponse::ReadIndex(roost.read_index().await),
             PeerRequest::Status => PeerResponse::Status(roost.status()),
+            PeerRequest::PrepareReconfig {
+                from_version,
+                target,
+            } => PeerResponse::Prepared(roost.prepare_reconfig(from_version, &target).await),
         };
         write_frame(&mut stream, &response).await?;
     }

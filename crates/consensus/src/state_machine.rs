@@ -69,6 +69,10 @@ pub trait StateMachineHost: Send + Sync + 'static {
     fn still_awaited(&self, _entry: &Entry) -> bool {
         true
     }
+    /// The membership the applied state names (`None`: standalone).
+    fn membership_target(&self) -> Option<crate::MembershipTarget> {
+        None
+    }
 }
 
 /// Requests from the state machine to the node that owns the raft handle.

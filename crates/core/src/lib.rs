@@ -17,6 +17,7 @@
 pub mod acl;
 mod entry;
 pub mod path;
+pub mod quorum;
 mod state;
 mod tree;
 mod watch;

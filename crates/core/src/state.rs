@@ -14,13 +14,14 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use roost_proto::{
     perms, Acl, AddWatchMode, CheckVersionRequest, CreateMode, CreateRequest, DeleteRequest,
-    ErrorCode, EventType, Id, MultiOp, MultiResult, OpCode, Request, Response, SetAclRequest,
-    SetDataRequest, SetWatches2, Stat, WatcherType,
+    ErrorCode, EventType, Id, MultiOp, MultiResult, OpCode, ReconfigRequest, Request, Response,
+    SetAclRequest, SetDataRequest, SetWatches2, Stat, WatcherType,
 };
 
 use crate::acl;
 use crate::entry::{origin_server, Entry, Txn};
 use crate::path;
+use crate::quorum::QuorumConfig;
 use crate::tree::{NameSet, Node, NodeKind, Tree, Trigger};
 use crate::watch::{WatchKind, WatchTable, WatcherId};
 
@@ -113,9 +114,12 @@ impl State {
     }
 
     /// Writes the membership into `/zookeeper/config` as ZooKeeper does at
-    /// start-up: version -1, mzxid 0 (static config), no watch fired.
+    /// start-up: version -1, mzxid 0 (static config), no watch fired. Once a
+    /// `reconfig` has changed it (mzxid > 0), the node is the membership and
+    /// zoo.cfg's server lines no longer count.
     fn publish_membership(&mut self) {
-        if self.config.membership.is_empty() {
+        let reconfigured = self.tree.get(path::CONFIG).is_some_and(|n| n.mzxid > 0);
+        if self.config.membership.is_empty() || reconfigured {
             return;
         }
         let data = Some(&self.config.membership[..]);
@@ -142,6 +146,37 @@ impl State {
 
     pub fn config(&self) -> &StateConfig {
         &self.config
+    }
+
+    /// The membership `/zookeeper/config` holds (`None` when standalone).
+    pub fn quorum_config(&self) -> Option<QuorumConfig> {
+        if self.config.membership.is_empty() {
+            return None;
+        }
+        let data = self.tree.get(path::CONFIG)?.data()?;
+        QuorumConfig::parse(std::str::from_utf8(&data).ok()?)
+    }
+
+    /// The membership a `reconfig` from `identities` would make, with every
+    /// check of ZooKeeper's but the quorum's (the leader's, before the
+    /// request is logged), in ZooKeeper's order. The version is the current one.
+    pub fn reconfigured(
+        &self,
+        request: &ReconfigRequest,
+        identities: &[Id],
+    ) -> Result<QuorumConfig, ErrorCode> {
+        if !self.config.reconfig_enabled {
+            return Err(ErrorCode::ReconfigDisabled);
+        }
+        // A standalone server cannot be reconfigured, as in ZooKeeper.
+        let current = self.quorum_config().ok_or(ErrorCode::Unimplemented)?;
+        let next = current.reconfigured(request)?;
+        let node = self
+            .tree
+            .get(path::CONFIG)
+            .ok_or(ErrorCode::Unimplemented)?;
+        acl::check(&node.acl, perms::WRITE, identities)?;
+        Ok(next)
     }
 
     /// Applies one committed entry.
@@ -240,11 +275,22 @@ impl State {
             },
             Request::Multi(Ok(ops)) => self.multi(entry, ops, zxid, triggers),
             Request::Multi(Err(_)) => Err(ErrorCode::MarshallingError),
-            Request::Reconfig(_) if !self.config.reconfig_enabled => {
-                Err(ErrorCode::ReconfigDisabled)
+            Request::Reconfig(r) => {
+                let next = QuorumConfig {
+                    version: zxid,
+                    ..self.reconfigured(r, &entry.identities)?
+                };
+                let text = Bytes::from(next.render());
+                let stat = self.tree.set_data(
+                    path::CONFIG,
+                    Some(&text),
+                    -1,
+                    zxid,
+                    entry.time_ms,
+                    triggers,
+                );
+                Ok(Response::GetData(Some(text), stat))
             }
-            // Membership changes go through the consensus layer, not this tree.
-            Request::Reconfig(_) => Err(ErrorCode::Unimplemented),
             // ZooKeeper 3.9 refuses a lone check before it becomes a transaction.
             Request::Check(_) => Err(ErrorCode::Unimplemented),
             _ => Err(ErrorCode::MarshallingError),

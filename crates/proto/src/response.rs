@@ -235,7 +235,9 @@ impl Response {
             OpCode::Exists | OpCode::SetData | OpCode::SetAcl => {
                 Response::Stat(Stat::decode(&mut r)?)
             }
-            OpCode::GetData => Response::GetData(r.read_buffer_opt()?, Stat::decode(&mut r)?),
+            OpCode::GetData | OpCode::Reconfig => {
+                Response::GetData(r.read_buffer_opt()?, Stat::decode(&mut r)?)
+            }
             OpCode::GetChildren => Response::Children(Vec::<String>::decode(&mut r)?),
             OpCode::GetChildren2 => {
                 Response::Children2(Vec::<String>::decode(&mut r)?, Stat::decode(&mut r)?)

@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use roost_consensus::{AppliedMark, StateMachineHost};
+use roost_consensus::{AppliedMark, MembershipTarget, StateMachineHost};
 use roost_core::{acl, Entry, State, Txn};
 use roost_proto::{perms, ErrorCode};
 
@@ -65,6 +65,11 @@ impl StateMachineHost for Host {
 
     fn mark(&self) -> AppliedMark {
         self.0.mark()
+    }
+
+    fn membership_target(&self) -> Option<MembershipTarget> {
+        let config = self.0.state().quorum_config()?;
+        Some(MembershipTarget::of(&config))
     }
 
     fn refuse(&self, entries: &[Entry], code: ErrorCode) {

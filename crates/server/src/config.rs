@@ -39,16 +39,7 @@ pub enum ConfigError {
 }
 
 /// One `server.N=host:peerPort:electionPort[:observer|:participant][;clientPort]` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerSpec {
-    pub id: u64,
-    pub host: String,
-    pub peer_port: u16,
-    pub election_port: u16,
-    pub observer: bool,
-    /// The `;clientAddress:clientPort` part, kept for `/zookeeper/config`.
-    pub client_address: Option<String>,
-}
+pub type PeerSpec = roost_core::quorum::ServerSpec;
 
 /// Everything `roost server` reads from its config.
 #[derive(Debug, Clone)]
@@ -228,34 +219,7 @@ fn parse_peer(key: &str, value: &str) -> Result<PeerSpec, ConfigError> {
         // The id is the top byte of session ids, as in ZooKeeper.
         return Err(invalid(key, value, "server ids run from 1 to 255"));
     }
-    let mut halves = value.splitn(2, ';');
-    let address = halves.next().unwrap_or_default().trim();
-    let client_address = halves.next().map(|c| c.trim().to_string());
-    let parts: Vec<&str> = address.split(':').collect();
-    let (host, ports, role) = match parts.as_slice() {
-        [host, peer, election] => (*host, (*peer, *election), None),
-        [host, peer, election, role] => (*host, (*peer, *election), Some(*role)),
-        _ => {
-            return Err(invalid(
-                key,
-                value,
-                "expected host:peerPort:electionPort[:observer|:participant]",
-            ))
-        }
-    };
-    let observer = match role {
-        None | Some("participant") => false,
-        Some("observer") => true,
-        Some(other) => return Err(invalid(key, value, format!("unknown role {other:?}"))),
-    };
-    Ok(PeerSpec {
-        id,
-        host: host.to_string(),
-        peer_port: parse_num(key, ports.0)?,
-        election_port: parse_num(key, ports.1)?,
-        observer,
-        client_address,
-    })
+    PeerSpec::parse(id, value).map_err(|reason| invalid(key, value, reason))
 }
 
 impl Config {
@@ -266,25 +230,7 @@ impl Config {
         if self.servers.is_empty() {
             return String::new();
         }
-        let mut text = String::new();
-        for peer in &self.servers {
-            let role = if peer.observer {
-                "observer"
-            } else {
-                "participant"
-            };
-            text.push_str(&format!(
-                "server.{}={}:{}:{}:{role}",
-                peer.id, peer.host, peer.peer_port, peer.election_port
-            ));
-            if let Some(client) = &peer.client_address {
-                text.push(';');
-                text.push_str(client);
-            }
-            text.push('\n');
-        }
-        text.push_str("version=0");
-        text
+        roost_core::quorum::QuorumConfig::new(self.servers.iter().cloned(), 0).render()
     }
 
     /// The configuration `roost server` uses with no config file: standalone on
@@ -598,7 +544,8 @@ mod tests {
         assert_eq!(
             config.membership_text(),
             "server.1=127.0.0.1:2888:3888:participant\n\
-             server.2=h:1:2:observer;2181\nversion=0"
+             server.2=h:1:2:observer;0.0.0.0:2181\nversion=0",
+            "a bare client port is rendered with ZooKeeper's default host"
         );
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("mystery"));

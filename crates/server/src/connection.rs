@@ -23,10 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use roost_consensus::{MembershipTarget, Refusal};
 use roost_core::{acl, Caller, Entry, Txn};
 use roost_proto::{
     AuthPacket, ConnectRequest, ConnectResponse, Decode, DecodeError, Encode, ErrorCode, Id,
-    OpCode, Reader, Request, RequestDecodeError, RequestHeader, Response, SetWatches2,
+    OpCode, Reader, ReconfigRequest, Request, RequestDecodeError, RequestHeader, Response,
+    SetWatches2,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -448,6 +450,7 @@ impl Handler {
             match job {
                 Job::Write(ticket, request) => self.submit(ticket, request).await?,
                 Job::Sync(ticket, path) => self.start_sync(ticket, path),
+                Job::Reconfig(ticket, request) => self.start_reconfig(ticket, request),
                 Job::Read(ticket, request) => self.execute(ticket, request),
                 Job::Unimplemented(ticket) => {
                     self.scheduler
@@ -475,6 +478,31 @@ impl Handler {
                 zxid,
                 result: barrier.map(|()| Box::new(Response::Sync(path))),
             });
+        });
+    }
+
+    /// `reconfig`: the leader readies the change (new servers join as
+    /// learners and catch up), then the request is logged like a write; if
+    /// the leader refuses, the refusal is logged instead, as ZooKeeper logs
+    /// an error transaction. Either way the reply comes from applying it.
+    fn start_reconfig(&mut self, ticket: Ticket, request: ReconfigRequest) {
+        let shared = self.shared.clone();
+        let mut entry = Entry {
+            time_ms: 0,
+            session_id: self.session_id,
+            cxid: ticket.xid,
+            identities: self.identities.clone(),
+            origin: self.id,
+            txn: Txn::Fail(ErrorCode::SystemError),
+        };
+        tokio::spawn(async move {
+            entry.txn = match ready_reconfig(&shared, &request, &entry.identities).await {
+                Ok(()) => Txn::Request(Request::Reconfig(request)),
+                Err(code) => Txn::Fail(code),
+            };
+            // Sent from a task: if the server is shutting down the
+            // connection closes, and the client sees ConnectionLoss.
+            let _ = shared.proposals.send(entry).await;
         });
     }
 
@@ -748,6 +776,37 @@ impl Handler {
 }
 
 /// Whether a read registers a watch.
+/// Readies a `reconfig` on the leader. A request that fails ZooKeeper's
+/// other checks is not readied: applying it answers the same error.
+async fn ready_reconfig(
+    shared: &Shared,
+    request: &ReconfigRequest,
+    identities: &[Id],
+) -> Result<(), ErrorCode> {
+    let Some(handle) = shared.consensus.get() else {
+        return Ok(());
+    };
+    let (from_version, next) = {
+        let state = shared.state();
+        match (
+            state.quorum_config(),
+            state.reconfigured(request, identities),
+        ) {
+            (Some(current), Ok(next)) => (current.version, next),
+            _ => return Ok(()),
+        }
+    };
+    let target = MembershipTarget::of(&next);
+    handle
+        .prepare_reconfig(from_version, target)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::InProgress => ErrorCode::ReconfigInProgress,
+            Refusal::NoQuorum => ErrorCode::NewConfigNoQuorum,
+            Refusal::NoLeader => ErrorCode::ConnectionLoss,
+        })
+}
+
 fn sets_watch(request: &Request) -> bool {
     match request {
         Request::Exists(r)

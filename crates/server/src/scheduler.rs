@@ -27,8 +27,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use roost_proto::{
-    encode_notification, encode_reply, ErrorCode, EventType, KeeperState, OpCode, ReplyHeader,
-    Request, Response, WatcherEvent,
+    encode_notification, encode_reply, ErrorCode, EventType, KeeperState, OpCode, ReconfigRequest,
+    ReplyHeader, Request, Response, WatcherEvent,
 };
 
 /// A reply's frame length prefix and header.
@@ -77,6 +77,11 @@ pub(crate) enum Job {
     Read(Ticket, Request),
     /// Wait for the read barrier, then report through [`Scheduler::completed`].
     Sync(Ticket, String),
+    /// Ready a membership change, then propose it; its outcome comes back
+    /// through [`Scheduler::completed`]. A barrier, like `sync`: it starts
+    /// after earlier writes complete, and nothing after it starts before it
+    /// completes, since readying it takes time other writes must not overtake.
+    Reconfig(Ticket, ReconfigRequest),
     /// Answer Unimplemented ([`Scheduler::answer`]); the connection then closes.
     Unimplemented(Ticket),
 }
@@ -107,8 +112,8 @@ pub(crate) struct Scheduler {
     /// Started writes and syncs in start order, with their outcome once known
     /// out of turn ([`Scheduler::resolve`]); they are answered in this order.
     pending: VecDeque<(Ticket, Option<Outcome>)>,
-    /// A `sync` is pending: nothing after it starts.
-    sync_pending: bool,
+    /// A `sync` or `reconfig` is pending: nothing after it starts.
+    barrier_pending: bool,
     /// Bytes of the requests in `queue` and `pending` (and a read running).
     request_bytes: usize,
     /// Frames waiting to be written to the client.
@@ -124,7 +129,7 @@ impl Scheduler {
             limits,
             queue: VecDeque::new(),
             pending: VecDeque::new(),
-            sync_pending: false,
+            barrier_pending: false,
             request_bytes: 0,
             out: BytesMut::new(),
             sent: Vec::new(),
@@ -160,11 +165,12 @@ impl Scheduler {
     /// pending from here until [`Scheduler::completed`]; a read must be
     /// [`Scheduler::answer`]ed before the next call.
     pub(crate) fn next_job(&mut self) -> Option<Job> {
-        if self.closing.is_some() || self.sync_pending {
+        if self.closing.is_some() || self.barrier_pending {
             return None;
         }
         let (_, front) = self.queue.front()?;
-        let is_write = matches!(front, Incoming::Request(r) if r.is_write());
+        let is_write =
+            matches!(front, Incoming::Request(r) if r.is_write() && r.opcode() != OpCode::Reconfig);
         if !is_write && !self.pending.is_empty() {
             return None;
         }
@@ -181,8 +187,13 @@ impl Scheduler {
             }
             Incoming::Request(Request::Sync(r)) => {
                 self.pending.push_back((ticket, None));
-                self.sync_pending = true;
+                self.barrier_pending = true;
                 Job::Sync(ticket, r.path)
+            }
+            Incoming::Request(Request::Reconfig(r)) => {
+                self.pending.push_back((ticket, None));
+                self.barrier_pending = true;
+                Job::Reconfig(ticket, r)
             }
             Incoming::Request(request) => Job::Read(ticket, request),
             Incoming::Unimplemented => Job::Unimplemented(ticket),
@@ -255,8 +266,8 @@ impl Scheduler {
 
     /// Replies to a write or sync that left `pending`.
     fn finish(&mut self, ticket: Ticket, zxid: i64, result: Result<Response, ErrorCode>) {
-        if ticket.opcode == OpCode::Sync {
-            self.sync_pending = false;
+        if matches!(ticket.opcode, OpCode::Sync | OpCode::Reconfig) {
+            self.barrier_pending = false;
         }
         if self.closing.is_some() {
             // Closing already (e.g. a write's outcome was unknown): the
@@ -476,6 +487,7 @@ mod tests {
                 let line = match job {
                     Job::Write(t, _) => format!("  start write {}", t.xid),
                     Job::Sync(t, path) => format!("  start sync {} {path}", t.xid),
+                    Job::Reconfig(t, _) => format!("  start reconfig {}", t.xid),
                     Job::Read(t, _) => {
                         self.reads.push(t);
                         format!("  start read {}", t.xid)
@@ -618,6 +630,40 @@ mod tests {
               -> reply 1 err 0
               -> reply 2 err 0
               -> reply 3 err 0
+        "#]]);
+    }
+
+    #[test]
+    fn a_reconfig_waits_for_earlier_writes_and_holds_back_later_ones() {
+        let mut s = Script::new(limits());
+        s.recv(1, write("/a"));
+        s.recv(
+            2,
+            Request::Reconfig(ReconfigRequest {
+                joining_servers: None,
+                leaving_servers: Some("3".into()),
+                new_members: None,
+                cur_config_id: -1,
+            }),
+        );
+        s.recv(3, write("/b"));
+        s.pump();
+        s.complete(1, Ok(Response::Empty));
+        s.pump();
+        s.complete(2, Ok(Response::GetData(None, Default::default())));
+        s.pump();
+        s.flush();
+        s.check(expect![[r#"
+            recv 1 SetData
+            recv 2 Reconfig
+            recv 3 SetData
+              start write 1
+            complete 1
+              start reconfig 2
+            complete 2
+              start write 3
+              -> reply 1 err 0
+              -> reply 2 err 0
         "#]]);
     }
 
