@@ -75,21 +75,26 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a prepared change may take to be logged and applied before
 /// another may start (the client's write may never arrive).
 const PREPARED_FOR: Duration = Duration::from_secs(10);
-const RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
+const RECONCILE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The leader's side of a change; shared by its handle and peer service.
 #[derive(Clone)]
 pub(crate) struct Reconfigurer {
     raft: Raft,
+    host: Arc<dyn StateMachineHost>,
     /// A prepared change: when, and the version it starts from.
     prepared: Arc<Mutex<Option<(Instant, i64)>>>,
+    /// Changes waiting for the one before to finish go in arrival order.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Reconfigurer {
-    pub(crate) fn new(raft: Raft) -> Self {
+    pub(crate) fn new(raft: Raft, host: Arc<dyn StateMachineHost>) -> Self {
         Reconfigurer {
             raft,
+            host,
             prepared: Default::default(),
+            turn: Default::default(),
         }
     }
 
@@ -105,19 +110,31 @@ impl Reconfigurer {
         *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
-    /// Readies the change from configuration `from_version` to `target`.
-    pub(crate) async fn prepare(
-        &self,
-        from_version: i64,
-        target: &MembershipTarget,
-    ) -> Result<(), Refusal> {
-        {
-            let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-            if prepared.is_some_and(|(at, _)| at.elapsed() <= PREPARED_FOR) {
-                return Err(Refusal::InProgress);
+    /// Readies the change from the configuration this leader applied last to `target`.
+    pub(crate) async fn prepare(&self, target: &MembershipTarget) -> Result<(), Refusal> {
+        // A change already applied is done for its client, as in ZooKeeper,
+        // though raft may still be following it: the next one waits for that.
+        let turn = self.turn.lock().await;
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        loop {
+            let current = self.host.membership_target().map_or(0, |t| t.version);
+            {
+                let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+                match *prepared {
+                    Some((at, from)) if at.elapsed() <= PREPARED_FOR => {
+                        if current == from || Instant::now() > deadline {
+                            return Err(Refusal::InProgress);
+                        }
+                    }
+                    _ => {
+                        *prepared = Some((Instant::now(), current));
+                        break;
+                    }
+                }
             }
-            *prepared = Some((Instant::now(), from_version));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        drop(turn);
         let result = self.catch_up(target).await;
         if result.is_err() {
             // The learners added stay until the reconciler drops them.
@@ -254,12 +271,11 @@ impl Reconfigurer {
 /// founded with, whatever a server's zoo.cfg says later.
 pub(crate) async fn reconcile(
     reconfigurer: Reconfigurer,
-    host: Arc<dyn StateMachineHost>,
     mut leadership: watch::Receiver<Leadership>,
 ) {
     loop {
         let leading = leadership.borrow_and_update().leading;
-        if let Some(target) = host.membership_target().filter(|_| leading) {
+        if let Some(target) = reconfigurer.host.membership_target().filter(|_| leading) {
             if target.version == 0 {
                 reconfigurer.add_observers(&target).await;
             } else {

@@ -270,20 +270,13 @@ impl Handle {
         (followers.len(), synced)
     }
 
-    /// Readies the change from configuration `from_version` to `target` on
-    /// the leader, wherever the `reconfig` arrived (see [`crate::membership`]).
-    pub async fn prepare_reconfig(
-        &self,
-        from_version: i64,
-        target: MembershipTarget,
-    ) -> Result<(), Refusal> {
+    /// Readies the change to `target` on the leader, wherever the
+    /// `reconfig` arrived (see [`crate::membership`]).
+    pub async fn prepare_reconfig(&self, target: MembershipTarget) -> Result<(), Refusal> {
         if self.raft.metrics().borrow().state == ServerState::Leader {
-            return self.reconfigurer.prepare(from_version, &target).await;
+            return self.reconfigurer.prepare(&target).await;
         }
-        let request = PeerRequest::PrepareReconfig {
-            from_version,
-            target,
-        };
+        let request = PeerRequest::PrepareReconfig(target);
         match self.leader_link.call(&request).await {
             Ok(Some(PeerResponse::Prepared(result))) => result,
             _ => Err(Refusal::NoLeader),
@@ -359,10 +352,9 @@ impl PeerService for Service {
 
     fn prepare_reconfig<'a>(
         &'a self,
-        from_version: i64,
         target: &'a MembershipTarget,
     ) -> BoxFuture<'a, Result<(), Refusal>> {
-        Box::pin(self.reconfigurer.prepare(from_version, target))
+        Box::pin(self.reconfigurer.prepare(target))
     }
 }
 
@@ -486,7 +478,7 @@ impl Consensus {
             leadership_tx,
             lease_ms,
         ))];
-        let reconfigurer = Reconfigurer::new(raft.clone());
+        let reconfigurer = Reconfigurer::new(raft.clone(), host.clone());
         let (joined_tx, joined) = watch::channel(true);
         let gate = VoteGate::default();
         if config.is_ensemble() {
@@ -563,7 +555,6 @@ impl Consensus {
         }
         tasks.push(tokio::spawn(membership::reconcile(
             reconfigurer.clone(),
-            host.clone(),
             leadership.clone(),
         )));
         tasks.push(tokio::spawn(run_housekeeping(
@@ -769,7 +760,14 @@ async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u
                 (None, Some(elected)) => elected.elapsed() <= Duration::from_millis(lease_ms),
                 (None, None) => false,
             } || m.membership_config.membership().voter_ids().count() <= 1;
-            let leading = is_leader && quorum_recent;
+            // An openraft leader made an observer (a learner) by `reconfig`
+            // would go on leading; ZooKeeper's leader steps down instead.
+            let voter = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == m.id);
+            let leading = is_leader && quorum_recent && voter;
             let current = Leadership {
                 leader: m.current_leader,
                 leading,
@@ -784,12 +782,12 @@ async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u
                     None => false,
                 },
             };
-            (current, is_leader && !quorum_recent)
+            (current, is_leader && !leading)
         };
         if heartbeats == cut_off {
             heartbeats = !cut_off;
             if cut_off {
-                warn!("no quorum acknowledged this leader for {lease_ms} ms: it stops accepting writes");
+                warn!("this leader is no longer a voter, or no quorum acknowledged it for {lease_ms} ms: it stops accepting writes");
             }
             raft.runtime_config().heartbeat(heartbeats);
         }

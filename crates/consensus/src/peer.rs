@@ -79,11 +79,8 @@ pub(crate) enum PeerRequest {
     ReadIndex,
     /// What the server holds, for a blank peer deciding how to join.
     Status,
-    /// Ready a membership change from configuration `from_version` (leader).
-    PrepareReconfig {
-        from_version: i64,
-        target: MembershipTarget,
-    },
+    /// Ready a membership change (to the leader).
+    PrepareReconfig(MembershipTarget),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -210,7 +207,6 @@ pub(crate) trait PeerService: Send + Sync + 'static {
     /// Readies a membership change (see [`crate::membership`]).
     fn prepare_reconfig<'a>(
         &'a self,
-        from_version: i64,
         target: &'a MembershipTarget,
     ) -> BoxFuture<'a, Result<(), Refusal>>;
 }
@@ -250,10 +246,9 @@ async fn serve_connection(
             }
             PeerRequest::ReadIndex => PeerResponse::ReadIndex(roost.read_index().await),
             PeerRequest::Status => PeerResponse::Status(roost.status()),
-            PeerRequest::PrepareReconfig {
-                from_version,
-                target,
-            } => PeerResponse::Prepared(roost.prepare_reconfig(from_version, &target).await),
+            PeerRequest::PrepareReconfig(target) => {
+                PeerResponse::Prepared(roost.prepare_reconfig(&target).await)
+            }
         };
         write_frame(&mut stream, &response).await?;
     }

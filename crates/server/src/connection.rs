@@ -786,19 +786,16 @@ async fn ready_reconfig(
     let Some(handle) = shared.consensus.get() else {
         return Ok(());
     };
-    let (from_version, next) = {
-        let state = shared.state();
-        match (
-            state.quorum_config(),
-            state.reconfigured(request, identities),
-        ) {
-            (Some(current), Ok(next)) => (current.version, next),
-            _ => return Ok(()),
-        }
+    // Planned on what the leader has committed, as the leader plans it.
+    if handle.read_barrier().await.is_err() {
+        return Err(ErrorCode::ConnectionLoss);
+    }
+    let next = match shared.state().reconfigured(request, identities) {
+        Ok(next) => next,
+        Err(_) => return Ok(()),
     };
-    let target = MembershipTarget::of(&next);
     handle
-        .prepare_reconfig(from_version, target)
+        .prepare_reconfig(MembershipTarget::of(&next))
         .await
         .map_err(|refusal| match refusal {
             Refusal::InProgress => ErrorCode::ReconfigInProgress,
