@@ -1152,6 +1152,32 @@ fn growing_to_five_voters_and_shrinking_back_under_load_loses_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(load.acknowledged() > before, "writes go on with 3 voters");
 
+    // Each server writes the membership beside its zoo.cfg, as ZooKeeper does.
+    let version = String::from_utf8_lossy(&config)
+        .lines()
+        .find_map(|l| l.strip_prefix("version=").map(str::to_string))
+        .unwrap();
+    let running: Vec<usize> = (0..5)
+        .filter(|i| ensemble.servers[*i].is_running())
+        .collect();
+    for &i in &running {
+        let file = ensemble.servers[i]
+            .dir
+            .join(format!("zoo.cfg.dynamic.{version}"));
+        assert!(
+            eventually(Duration::from_secs(5), || std::fs::read(&file)
+                .is_ok_and(|text| participants(&text) == remaining)),
+            "{} holds the new membership",
+            file.display()
+        );
+    }
+    // The membership is durable: each server restarts into it.
+    for &i in &running {
+        ensemble.kill(i);
+        ensemble.restart(i).unwrap();
+    }
+    ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
+
     let acknowledged = load.stop();
     println!("{} writes acknowledged", acknowledged.len());
     ensemble.wait_converged(Duration::from_secs(30)).unwrap();

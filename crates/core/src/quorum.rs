@@ -159,12 +159,17 @@ impl QuorumConfig {
 
     /// As ZooKeeper writes it: one line per server by id, then the version in hex.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        for server in self.servers.values() {
-            text.push_str(&format!("server.{}={}\n", server.id, server.render()));
-        }
+        let mut text = self.render_servers();
         text.push_str(&format!("version={:x}", self.version));
         text
+    }
+
+    /// The server lines alone (a dynamic config file: its name holds the version).
+    pub fn render_servers(&self) -> String {
+        self.servers
+            .values()
+            .map(|server| format!("server.{}={}\n", server.id, server.render()))
+            .collect()
     }
 
     pub fn voters(&self) -> impl Iterator<Item = &ServerSpec> {

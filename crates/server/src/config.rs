@@ -18,6 +18,14 @@ use std::time::Duration;
 
 use roost_proto::frame::{DEFAULT_MAX_FRAME_BYTES, FOUR_LETTER_WORDS};
 
+/// The `dynamicConfigFile` a zoo.cfg names, if any.
+fn dynamic_config_file(text: &str) -> Option<PathBuf> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .find(|(key, _)| key.trim() == "dynamicConfigFile")
+        .map(|(_, value)| PathBuf::from(value.trim()))
+}
+
 /// A configuration problem, naming the key and value at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -84,6 +92,9 @@ pub struct Config {
     pub force_sync: bool,
     pub sync_limit: u64,
     pub servers: Vec<PeerSpec>,
+    /// The zoo.cfg this was read from: `reconfig` writes the new membership
+    /// beside it, as `<file>.dynamic.<version>`, as ZooKeeper does.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -116,6 +127,7 @@ impl Default for Config {
             force_sync: true,
             sync_limit: 5,
             servers: Vec::new(),
+            config_file: None,
         }
     }
 }
@@ -133,7 +145,6 @@ pub const NOT_ACTED_ON: &[&str] = &[
     "quorumListenOnAllIPs",
     "peerType",
     "syncEnabled",
-    "dynamicConfigFile",
     "standaloneEnabled",
     "sslQuorumReloadCertFiles",
     "quorum.cnxn.threads.size",
@@ -248,7 +259,48 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text)
+        let (mut config, warnings) = Config::parse(&text)?;
+        config.config_file = Some(path.to_path_buf());
+        if let Some(dynamic) = dynamic_config_file(&text) {
+            config.read_dynamic_file(&dynamic)?;
+        }
+        Ok((config, warnings))
+    }
+
+    /// The server lines of a `dynamicConfigFile` (ZooKeeper 3.5+ keeps the
+    /// membership there rather than in zoo.cfg).
+    fn read_dynamic_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !self.servers.is_empty() {
+            return Err(invalid(
+                "dynamicConfigFile",
+                &path.display().to_string(),
+                "zoo.cfg has server lines too: keep them in one place",
+            ));
+        }
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=') {
+                Some((key, value)) if key.trim().starts_with("server.") => {
+                    self.servers.push(parse_peer(key.trim(), value.trim())?)
+                }
+                // ZooKeeper ignores the version here (it is in the file's name).
+                Some((key, _)) if key.trim() == "version" => {}
+                _ => {
+                    return Err(invalid(
+                        "dynamicConfigFile",
+                        line,
+                        "expected server.N=... lines only",
+                    ))
+                }
+            }
+        }
+        self.validate()
     }
 
     /// Parses `zoo.cfg` text; returns the config and the warnings to log.
@@ -354,6 +406,8 @@ impl Config {
                 "forceSync" => config.force_sync = parse_bool(key, value)?,
                 "syncLimit" => config.sync_limit = parse_num(key, value)?,
                 k if k.starts_with("server.") => config.servers.push(parse_peer(key, value)?),
+                // Read by `Config::load`, which knows where files are.
+                "dynamicConfigFile" => {}
                 k if k.starts_with("group.") || k.starts_with("weight.") => warnings.push(format!(
                     "{key}: hierarchical quorums are not supported; ignored"
                 )),
@@ -645,5 +699,35 @@ mod tests {
         assert_eq!(config.negotiate_timeout_ms(100), 4000);
         assert_eq!(config.negotiate_timeout_ms(30000), 30000);
         assert_eq!(config.negotiate_timeout_ms(1_000_000), 40000);
+    }
+
+    #[test]
+    fn the_membership_may_come_from_a_dynamic_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+        let dynamic = dir.path().join("zoo.cfg.dynamic.100000000");
+        std::fs::write(
+            &dynamic,
+            "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181\n\
+             server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
+             server.3=127.0.0.1:2890:3890:observer;0.0.0.0:2183\n",
+        )
+        .unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        let static_part = format!(
+            "dataDir={}\ndynamicConfigFile={}\n",
+            dir.path().display(),
+            dynamic.display()
+        );
+        std::fs::write(&cfg, &static_part).unwrap();
+        let (config, warnings) = Config::load(&cfg).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.servers.len(), 3);
+        assert!(config.servers[2].observer);
+        assert_eq!(config.my_id().unwrap(), Some(2));
+        assert_eq!(config.config_file.as_deref(), Some(cfg.as_path()));
+        // Server lines in both places are refused rather than merged.
+        std::fs::write(&cfg, format!("{static_part}server.4=h:1:2\n")).unwrap();
+        assert!(Config::load(&cfg).is_err());
     }
 }

@@ -163,3 +163,44 @@ pub(crate) async fn report_sessions(shared: Arc<Shared>) {
         }
     }
 }
+
+/// After a `reconfig`, writes the new membership beside zoo.cfg as
+/// `zoo.cfg.dynamic.<version>` (server lines only, the version in the name),
+/// the file ZooKeeper writes and its tools look for. zoo.cfg itself is left
+/// as the operator wrote it: Roost keeps the membership in its log.
+pub(crate) async fn write_dynamic_config(shared: Arc<Shared>) {
+    // A server task never ends by itself (its end stops the server).
+    let (Some(config_file), false) = (
+        shared.config.config_file.clone(),
+        shared.config.servers.is_empty(),
+    ) else {
+        return std::future::pending().await;
+    };
+    let mut written = 0;
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        ticker.tick().await;
+        let Some(config) = shared.state().quorum_config() else {
+            continue;
+        };
+        if config.version <= written {
+            continue;
+        }
+        let mut name = config_file.clone().into_os_string();
+        name.push(format!(".dynamic.{:x}", config.version));
+        let path = std::path::PathBuf::from(name);
+        let text = config.render_servers();
+        let temporary = path.with_extension("tmp");
+        let result =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        match result {
+            Ok(()) => info!(
+                "membership version {:x} written to {}",
+                config.version,
+                path.display()
+            ),
+            Err(e) => warn!("cannot write {}: {e}", path.display()),
+        }
+        written = config.version;
+    }
+}

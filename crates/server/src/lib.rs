@@ -179,6 +179,7 @@ impl Server {
         tasks.spawn(housekeeping::follow_leadership(shared.clone()));
         tasks.spawn(housekeeping::report_sessions(shared.clone()));
         tasks.spawn(housekeeping::reap_containers(shared.clone()));
+        tasks.spawn(housekeeping::write_dynamic_config(shared.clone()));
         tasks.spawn(watch_health(shared.clone()));
         tasks.spawn(listener::accept_loop(shared.clone(), listener));
         {
