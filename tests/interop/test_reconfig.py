@@ -230,3 +230,35 @@ def test_zkcli_reconfig_adds_and_removes(reconfigurable):
     )
     assert output.count(joining.split("=", 1)[1]) >= 1, output
     assert "Committed new configuration" in output, output
+
+
+@needs_ensemble
+def test_roost_shell_reconfig_adds_and_removes(reconfigurable):
+    import json
+    import subprocess
+
+    from conftest import ROOST_BIN
+
+    joining = unused_server_line(104, "observer")
+    script = "\n".join(
+        [
+            "addauth digest super:test",
+            "reconfig -add " + joining,
+            "reconfig -remove 104",
+            "reconfig -v 1 -remove 104",
+            "",
+        ]
+    )
+    out = subprocess.run(
+        [ROOST_BIN, "shell", "--json", "--server", reconfigurable.hosts],
+        input=script,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+    )
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["ok"] for r in results] == [True, True, True, False], out.stdout
+    assert joining.split("=", 1)[1] in results[1]["config"]
+    assert "server.104" not in results[2]["config"]
+    assert "BadVersion" in results[3]["error"] or "version" in results[3]["error"].lower(), results[3]

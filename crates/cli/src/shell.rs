@@ -496,6 +496,42 @@ impl Shell {
                 }
                 Ok(Output::new(text.clone(), json!({ "config": text })))
             }
+            "reconfig" => {
+                let members = match (flag_value("members"), flag_value("file")) {
+                    (Some(members), _) => Some(members),
+                    (None, Some(file)) => Some(
+                        std::fs::read_to_string(&file)
+                            .map_err(|e| format!("cannot read {file}: {e}"))?,
+                    ),
+                    (None, None) => None,
+                };
+                let (joining, leaving) = (flag_value("add"), flag_value("remove"));
+                if members.is_none() && joining.is_none() && leaving.is_none() {
+                    return Err(usage("reconfig"));
+                }
+                let from_config = flag_value("v")
+                    .map(|v| {
+                        i64::from_str_radix(v.trim_start_matches("0x"), 16)
+                            .map_err(|_| format!("version {v} is not a hex number"))
+                    })
+                    .transpose()?;
+                let (data, stat) = zk
+                    .reconfig(
+                        joining.as_deref(),
+                        leaving.as_deref(),
+                        members.as_deref(),
+                        from_config,
+                    )
+                    .await
+                    .map_err(|e| explain(e, "/zookeeper/config"))?;
+                let config = String::from_utf8_lossy(&data).into_owned();
+                let mut text = format!("Committed new configuration:\n{config}");
+                if flag("s") {
+                    text.push('\n');
+                    text.push_str(&format_stat(&stat));
+                }
+                Ok(Output::new(text, json!({ "config": config })))
+            }
             other => Err(format!("unknown command {other}\n{HELP}")),
         }
     }
@@ -517,6 +553,7 @@ const HELP: &str = "ZooKeeper -server host:port cmd args
 \thistory
 \tls [-s] [-w] [-R] path
 \tquit
+\treconfig [-s] [-v version] [[-file path] | [-members serverID=host:port1:port2;port3[,...]*]] | [-add serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]
 \tremovewatches path [-c|-d|-a]
 \tset [-s] [-v version] path data
 \tsetAcl [-s] [-v version] [-R] path acl
@@ -543,7 +580,10 @@ fn split_flags(words: &[String]) -> (Vec<(String, Option<String>)>, Vec<String>)
             .strip_prefix('-')
             .filter(|n| !n.is_empty() && !word.starts_with("/"))
         {
-            if matches!(name, "v" | "t" | "m") {
+            if matches!(
+                name,
+                "v" | "t" | "m" | "add" | "remove" | "members" | "file"
+            ) {
                 flags.push((name.to_string(), words.get(i + 1).cloned()));
                 i += 2;
                 continue;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use roost_proto::{
     Acl, AddWatchMode, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo, CreateMode,
     CreateRequest, DeleteRequest, ErrorCode, MultiOp, MultiResult, OpCode, PathRequest,
-    PathWatchRequest, Request, Response, SetAclRequest, SetDataRequest, Stat, WatcherType,
-    WatchesRequest,
+    PathWatchRequest, ReconfigRequest, Request, Response, SetAclRequest, SetDataRequest, Stat,
+    WatcherType, WatchesRequest,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -394,6 +394,32 @@ impl Client {
         });
         match self.call_ok(request, None).await? {
             Some(Response::Stat(stat)) => Ok(stat),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Changes the ensemble's membership (ZooKeeper 3.5+): servers
+    /// `joining` (`server.N=host:peer:election[:role];[host:]clientPort`,
+    /// comma-separated) and `leaving` (ids), or all `new_members` at once;
+    /// `from_config` guards against a concurrent change (BadVersion).
+    /// Returns the new `/zookeeper/config` and its Stat.
+    pub async fn reconfig(
+        &self,
+        joining: Option<&str>,
+        leaving: Option<&str>,
+        new_members: Option<&str>,
+        from_config: Option<i64>,
+    ) -> Result<(Vec<u8>, Stat)> {
+        let request = Request::Reconfig(ReconfigRequest {
+            joining_servers: joining.map(Into::into),
+            leaving_servers: leaving.map(Into::into),
+            new_members: new_members.map(Into::into),
+            cur_config_id: from_config.unwrap_or(-1),
+        });
+        match self.call_ok(request, None).await? {
+            Some(Response::GetData(data, stat)) => {
+                Ok((data.map(|d| d.to_vec()).unwrap_or_default(), stat))
+            }
             other => Err(unexpected(other)),
         }
     }
