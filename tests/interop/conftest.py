@@ -68,9 +68,16 @@ class RoostServer:
         cfg = os.path.join(directory, "zoo.cfg")
         with open(cfg, "w") as f:
             f.write(f"dataDir={directory}/data\nclientPort={port}\n" + config)
+        self.cfg = cfg
         self.log = open(os.path.join(directory, "roost.log"), "w")
+        self.start()
+
+    def start(self):
+        """Starts the server process (again, after `stop`, on the same data)."""
+        if self.log.closed:
+            self.log = open(self.log.name, "a")
         self.proc = subprocess.Popen(
-            [ROOST_BIN, "server", "--config", cfg], stdout=self.log, stderr=subprocess.STDOUT
+            [ROOST_BIN, "server", "--config", self.cfg], stdout=self.log, stderr=subprocess.STDOUT
         )
 
     def wait_ready(self, limit=30):

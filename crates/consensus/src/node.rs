@@ -161,6 +161,8 @@ pub struct Handle {
     leadership: watch::Receiver<Leadership>,
     leader_link: LeaderLink,
     reconfigurer: Reconfigurer,
+    /// False while a blank voter is joining (see `join`).
+    joined: watch::Receiver<bool>,
 }
 
 /// One connection to the current leader, shared by a replica's `sync`s and
@@ -212,6 +214,32 @@ impl LeaderLink {
 }
 
 impl Handle {
+    /// Waits until the state machine has applied every entry in the log
+    /// (after a restart: the log written before the crash).
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let last = self.log.last_index();
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(last, "catching up")
+            .await
+            .is_ok()
+    }
+
+    /// Waits until this replica can serve clients (or gives up after
+    /// `timeout`). Judged from the same leadership view the pump uses, so
+    /// the first client write is not forwarded to a leader that is this very
+    /// server.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        let mut leadership = self.leadership.clone();
+        let mut joined = self.joined.clone();
+        // A server that rejoins serves once it has caught up (see `join`).
+        let ready = async {
+            joined.wait_for(|j| *j).await.is_ok()
+                && leadership.wait_for(|l| l.serving).await.is_ok()
+        };
+        tokio::time::timeout(timeout, ready).await.unwrap_or(false)
+    }
+
     /// Waits until this replica has applied everything the leader had
     /// committed when called (ZooKeeper's `sync`).
     pub async fn read_barrier(&self) -> Result<(), ErrorCode> {
@@ -596,33 +624,8 @@ impl Consensus {
             leadership: self.leadership.clone(),
             leader_link: self.leader_link.clone(),
             reconfigurer: self.reconfigurer.clone(),
+            joined: self.joined.clone(),
         }
-    }
-
-    /// Waits until the state machine has applied every entry in the log
-    /// (after a restart: the log written before the crash).
-    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
-        let last = self.log.last_index();
-        self.raft
-            .wait(Some(timeout))
-            .applied_index_at_least(last, "catching up")
-            .await
-            .is_ok()
-    }
-
-    /// Waits until this replica can serve clients (or gives up after
-    /// `timeout`). Judged from the same leadership view the pump uses, so
-    /// the first client write is not forwarded to a leader that is this very
-    /// server.
-    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
-        let mut leadership = self.leadership.clone();
-        let mut joined = self.joined.clone();
-        // A server that rejoins serves once it has caught up (see `join`).
-        let ready = async {
-            joined.wait_for(|j| *j).await.is_ok()
-                && leadership.wait_for(|l| l.serving).await.is_ok()
-        };
-        tokio::time::timeout(timeout, ready).await.unwrap_or(false)
     }
 
     pub async fn shutdown(&self) {

@@ -68,6 +68,9 @@ pub struct Config {
     pub extended_types_enabled: bool,
     pub eager_acl_check: bool,
     pub reconfig_enabled: bool,
+    /// `readonlymode.enabled`: outside the quorum, serve reads to clients
+    /// that allow it (`canBeReadOnly`) instead of refusing every client.
+    pub read_only_enabled: bool,
     pub container_check_interval_ms: u64,
     pub container_max_per_minute: usize,
     /// Largest frame payload accepted from a client (`jute.maxbuffer`).
@@ -113,6 +116,7 @@ impl Default for Config {
             extended_types_enabled: false,
             eager_acl_check: false,
             reconfig_enabled: false,
+            read_only_enabled: false,
             container_check_interval_ms: 60_000,
             container_max_per_minute: 10_000,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -353,6 +357,7 @@ impl Config {
                 "extendedTypesEnabled" => config.extended_types_enabled = parse_bool(key, value)?,
                 "enableEagerACLCheck" => config.eager_acl_check = parse_bool(key, value)?,
                 "reconfigEnabled" => config.reconfig_enabled = parse_bool(key, value)?,
+                "readonlymode.enabled" => config.read_only_enabled = parse_bool(key, value)?,
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = parse_num(key, value)?
                 }

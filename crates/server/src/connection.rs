@@ -117,6 +117,8 @@ struct Handler {
     mailbox: Mailbox,
     stats: Arc<ConnStats>,
     scheduler: Scheduler,
+    /// A read-only session (see [`Handler::attach_read_only`]).
+    read_only: bool,
 }
 
 impl Handler {
@@ -142,6 +144,7 @@ impl Handler {
                 session_id: 0,
                 peer,
                 stats: stats.clone(),
+                read_only: false,
             },
         );
         Handler {
@@ -154,6 +157,7 @@ impl Handler {
             mailbox,
             stats,
             scheduler: Scheduler::new(limits),
+            read_only: false,
         }
     }
 
@@ -200,16 +204,17 @@ impl Handler {
     /// any, is queued for the client).
     async fn handshake(&mut self, request: ConnectRequest) -> Result<bool, ConnError> {
         let legacy = request.read_only.is_none();
-        if let Some(consensus) = self.shared.consensus.get() {
-            if !consensus.serving() {
-                // As a ZooKeeper server outside the quorum: the client tries
-                // another server.
-                info!(
-                    "refusing session request from {}: no leader with a quorum",
-                    self.peer
-                );
-                return Ok(false);
+        if !self.shared.serving() {
+            if self.shared.read_only_mode() && request.read_only == Some(true) {
+                return Ok(self.attach_read_only(&request));
             }
+            // As a ZooKeeper server outside the quorum: the client tries
+            // another server.
+            info!(
+                "refusing session request from {}: no leader with a quorum",
+                self.peer
+            );
+            return Ok(false);
         }
         let last_zxid = self.shared.state().last_zxid();
         if request.last_zxid_seen > last_zxid {
@@ -231,17 +236,7 @@ impl Handler {
                 }
             }
         };
-        self.session_id = session_id;
-        self.stats
-            .timeout_ms
-            .store(timeout_ms.into(), Ordering::Relaxed);
-        {
-            let mut registry = self.shared.registry();
-            registry.by_session.insert(session_id, self.id);
-            if let Some(entry) = registry.conns.get_mut(&self.id) {
-                entry.session_id = session_id;
-            }
-        }
+        self.register_session(session_id, timeout_ms);
         ConnectResponse {
             protocol_version: 0,
             timeout_ms,
@@ -251,6 +246,56 @@ impl Handler {
         }
         .encode_framed(self.scheduler.out());
         Ok(true)
+    }
+
+    /// A read-only session, as ZooKeeper's read-only server gives one: made
+    /// here and known only here (nothing can be logged without a quorum),
+    /// or a session this server knows, re-attached read-only. It lasts as
+    /// long as its connection; the connection closes when the quorum returns.
+    fn attach_read_only(&mut self, request: &ConnectRequest) -> bool {
+        let timeout_ms = self.shared.config.negotiate_timeout_ms(request.timeout_ms);
+        let (session_id, password) = if request.session_id == 0 {
+            (
+                self.shared.next_session_id(),
+                Bytes::from(rand::random::<[u8; 16]>().to_vec()),
+            )
+        } else {
+            match self.shared.state().session(request.session_id) {
+                Some(s) if s.password == request.passwd => (request.session_id, s.password.clone()),
+                _ => {
+                    ConnectResponse::refused(false).encode_framed(self.scheduler.out());
+                    return false;
+                }
+            }
+        };
+        info!(
+            "read-only session 0x{session_id:x} for {} (no quorum)",
+            self.peer
+        );
+        self.read_only = true;
+        self.register_session(session_id, timeout_ms);
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id,
+            passwd: password,
+            read_only: Some(true),
+        }
+        .encode_framed(self.scheduler.out());
+        true
+    }
+
+    fn register_session(&mut self, session_id: i64, timeout_ms: i32) {
+        self.session_id = session_id;
+        self.stats
+            .timeout_ms
+            .store(timeout_ms.into(), Ordering::Relaxed);
+        let mut registry = self.shared.registry();
+        registry.by_session.insert(session_id, self.id);
+        if let Some(entry) = registry.conns.get_mut(&self.id) {
+            entry.session_id = session_id;
+            entry.read_only = self.read_only;
+        }
     }
 
     async fn create_session(&mut self, timeout_ms: i32) -> Result<(i64, Bytes), ConnError> {
@@ -448,6 +493,17 @@ impl Handler {
     async fn pump(&mut self) -> Result<(), ConnError> {
         while let Some(job) = self.scheduler.next_job() {
             match job {
+                // Nothing is logged without a quorum, as in ZooKeeper's
+                // read-only server; closing the session closes the connection.
+                Job::Write(ticket, Request::CloseSession) if self.read_only => {
+                    self.scheduler.resolve(ticket, 0, Ok(Response::Empty))
+                }
+                Job::Write(ticket, _) | Job::Reconfig(ticket, _) | Job::Sync(ticket, _)
+                    if self.read_only =>
+                {
+                    self.scheduler
+                        .resolve(ticket, 0, Err(ErrorCode::NotReadOnly))
+                }
                 Job::Write(ticket, request) => self.submit(ticket, request).await?,
                 Job::Sync(ticket, path) => self.start_sync(ticket, path),
                 Job::Reconfig(ticket, request) => self.start_reconfig(ticket, request),

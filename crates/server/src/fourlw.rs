@@ -37,8 +37,7 @@ pub(crate) fn respond(word: &str, shared: &Shared) -> String {
     if !shared.config.four_letter_words.iter().any(|w| w == word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
-    let serving = shared.consensus.get().is_none_or(|c| c.serving());
-    if !serving {
+    if !shared.serving() && !shared.read_only_mode() {
         // An ensemble member outside the quorum answers as ZooKeeper's does.
         match word {
             "ruok" | "envi" => {}
@@ -49,6 +48,7 @@ pub(crate) fn respond(word: &str, shared: &Shared) -> String {
     let mut out = String::new();
     match word {
         "ruok" => out.push_str("imok"),
+        "isro" if shared.read_only_mode() => out.push_str("ro"),
         "isro" => out.push_str("rw"),
         "srvr" => server_summary(shared, false, &mut out),
         "stat" => server_summary(shared, true, &mut out),
@@ -146,6 +146,9 @@ fn server_summary(shared: &Shared, with_clients: bool, out: &mut String) {
 pub(crate) fn server_state(shared: &Shared) -> &'static str {
     if shared.config.servers.is_empty() {
         return "standalone";
+    }
+    if shared.read_only_mode() {
+        return "read-only";
     }
     match shared.consensus.get().map(|c| c.leadership()) {
         Some(l) if l.leading => "leader",

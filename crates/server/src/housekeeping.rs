@@ -121,7 +121,7 @@ pub(crate) async fn follow_leadership(shared: Arc<Shared>) {
             () = give_up => {
                 warn!("no leader with a quorum for {grace:?}: closing client connections");
                 let registry = shared.registry();
-                for conn in registry.conns.values() {
+                for conn in registry.conns.values().filter(|c| !c.read_only) {
                     conn.send(ConnMsg::Close("this server lost contact with the quorum"));
                 }
                 lost_since = None;
@@ -202,5 +202,26 @@ pub(crate) async fn write_dynamic_config(shared: Arc<Shared>) {
             Err(e) => warn!("cannot write {}: {e}", path.display()),
         }
         written = config.version;
+    }
+}
+
+/// Closes read-only sessions once read-write clients are served again, as
+/// ZooKeeper's read-only server shuts down when its server rejoins the
+/// quorum: their clients reconnect read-write (kazoo and the Java client
+/// look for a read-write server meanwhile, with `isro`).
+pub(crate) async fn end_read_only_sessions(shared: Arc<Shared>) {
+    if !shared.config.read_only_enabled {
+        return std::future::pending().await;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticker.tick().await;
+        if !shared.serving() {
+            continue;
+        }
+        let registry = shared.registry();
+        for conn in registry.conns.values().filter(|c| c.read_only) {
+            conn.send(ConnMsg::Close("the quorum is back: read-only session over"));
+        }
     }
 }

@@ -31,6 +31,7 @@ mod whoami;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,12 +162,16 @@ impl Server {
         if my_id.is_some() {
             info!("waiting for a quorum to elect a leader");
         }
-        while !consensus.wait_for_leader(Duration::from_secs(5)).await {
-            info!("still no leader: waiting for a quorum of servers");
-        }
-        if !consensus.wait_caught_up(RECOVERY_TIMEOUT).await {
-            consensus.shutdown().await;
-            return Err(StartError::RecoveryTimeout(RECOVERY_TIMEOUT));
+        if shared.read_only_mode() {
+            // Clients that allow read-only sessions are served meanwhile.
+            info!("readonlymode.enabled: serving read-only clients until a quorum is found");
+            tasks.spawn(catch_up_in_background(shared.clone(), consensus.handle()));
+        } else {
+            if let Err(e) = catch_up_with_leader(&consensus.handle()).await {
+                consensus.shutdown().await;
+                return Err(e);
+            }
+            shared.caught_up.store(true, Ordering::Release);
         }
         let addr = SocketAddr::new(shared.config.client_port_address, shared.config.client_port);
         let listener = TcpListener::bind(addr)
@@ -180,6 +185,7 @@ impl Server {
         tasks.spawn(housekeeping::report_sessions(shared.clone()));
         tasks.spawn(housekeeping::reap_containers(shared.clone()));
         tasks.spawn(housekeeping::write_dynamic_config(shared.clone()));
+        tasks.spawn(housekeeping::end_read_only_sessions(shared.clone()));
         tasks.spawn(watch_health(shared.clone()));
         tasks.spawn(listener::accept_loop(shared.clone(), listener));
         {
@@ -221,6 +227,31 @@ impl Server {
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
         self.consensus.shutdown().await;
+    }
+}
+
+/// Waits for a leader (however long) and then until the log recovered at
+/// start is applied, so that no client reads state older than its own log.
+async fn catch_up_with_leader(replica: &roost_consensus::Handle) -> Result<(), StartError> {
+    while !replica.wait_for_leader(Duration::from_secs(5)).await {
+        info!("still no leader: waiting for a quorum of servers");
+    }
+    if !replica.wait_caught_up(RECOVERY_TIMEOUT).await {
+        return Err(StartError::RecoveryTimeout(RECOVERY_TIMEOUT));
+    }
+    Ok(())
+}
+
+/// [`catch_up_with_leader`] while read-only clients are served; read-write
+/// clients are served from its end on. A failure stops the server.
+async fn catch_up_in_background(shared: Arc<Shared>, replica: roost_consensus::Handle) {
+    match catch_up_with_leader(&replica).await {
+        Ok(()) => {
+            shared.caught_up.store(true, Ordering::Release);
+            info!("a leader with a quorum is known: serving read-write clients");
+            std::future::pending::<()>().await
+        }
+        Err(e) => error!("{e}"),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -162,6 +162,9 @@ pub(crate) struct ConnEntry {
     pub session_id: i64,
     pub peer: SocketAddr,
     pub stats: Arc<ConnStats>,
+    /// A read-only session (made while outside the quorum): closed when
+    /// the quorum returns, so its client moves to a read-write session.
+    pub read_only: bool,
 }
 
 impl ConnEntry {
@@ -212,6 +215,10 @@ pub(crate) struct Shared {
     pub proposals: mpsc::Sender<Proposal>,
     /// The replica, once started (read barriers, leadership, health).
     pub consensus: OnceLock<roost_consensus::Handle>,
+    /// Set once the replica found a leader and applied its log at start:
+    /// only then are read-write clients served (a read-only server takes
+    /// read-only ones before).
+    pub caught_up: AtomicBool,
     /// Distinguishes this process's connection ids from an earlier run's,
     /// whose entries may be replayed from the log.
     incarnation: u64,
@@ -241,6 +248,7 @@ impl Shared {
             budget,
             proposals,
             consensus: OnceLock::new(),
+            caught_up: AtomicBool::new(false),
             incarnation: rand::random::<u64>() & 0xffff,
             next_conn: AtomicU64::new(1),
             next_session: AtomicU64::new(initial_session_id(server_id, now_ms)),
@@ -282,6 +290,19 @@ impl Shared {
         (self.server_id << roost_core::ORIGIN_SERVER_SHIFT)
             | (self.incarnation << 32)
             | (self.next_conn.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+    }
+
+    /// Whether read-write clients are served: standalone, or in an ensemble
+    /// with a leader that has a quorum (otherwise, as a ZooKeeper server
+    /// outside the quorum, it refuses them).
+    pub(crate) fn serving(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire) && self.consensus.get().is_none_or(|c| c.serving())
+    }
+
+    /// Outside the quorum with `readonlymode.enabled`: read-only clients
+    /// are served reads (ZooKeeper's ReadOnlyZooKeeperServer).
+    pub(crate) fn read_only_mode(&self) -> bool {
+        self.config.read_only_enabled && self.config.is_ensemble() && !self.serving()
     }
 
     /// Whether this server leads (and so expires sessions and reaps nodes).
