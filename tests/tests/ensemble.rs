@@ -21,6 +21,7 @@ use roost_tests::history::{self, Input, Operation, Output, Verdict};
 use roost_tests::raw::{four_letter_word, Frame, RawClient};
 use roost_tests::requests::*;
 use roost_tests::rng::Rng;
+use roost_tests::servers::RoostProcess;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -1182,4 +1183,101 @@ fn growing_to_five_voters_and_shrinking_back_under_load_loses_nothing() {
     println!("{} writes acknowledged", acknowledged.len());
     ensemble.wait_converged(Duration::from_secs(30)).unwrap();
     assert_served_everywhere(&ensemble, &acknowledged);
+}
+
+/// Copies a directory tree (a stopped server's data).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_standalone_servers_data_founds_an_ensemble() {
+    let _turn = turn();
+    // A standalone server's data, as `roost import` also writes it.
+    let standalone_dir = tempfile::tempdir().unwrap();
+    let mut standalone = RoostProcess::start(standalone_dir.path(), &[]).unwrap();
+    let mut expected = BTreeSet::new();
+    {
+        let mut client = RawClient::connect(standalone.addr).unwrap();
+        assert!(is_ok(
+            &client
+                .call(&create("/load", b"", CreateMode::Persistent))
+                .unwrap()
+        ));
+        for n in 0..200 {
+            let path = format!("/load/standalone-{n}");
+            assert!(is_ok(
+                &client
+                    .call(&create(&path, b"x", CreateMode::Persistent))
+                    .unwrap()
+            ));
+            expected.insert(path);
+        }
+    }
+    // Killed, not stopped: the last writes are in its log only.
+    standalone.kill();
+
+    let mut ensemble = Ensemble::start_with_spares(0, 3, &[], &[]).unwrap();
+    copy_tree(
+        &standalone_dir.path().join("data"),
+        &ensemble.servers[0].dir.join("data"),
+    );
+    let started = Instant::now();
+    for i in 0..3 {
+        ensemble.start_spare(i).unwrap();
+    }
+    for i in 0..3 {
+        ensemble.servers[i]
+            .wait_ready(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}\n{}", ensemble.log_tails(20)));
+    }
+    println!(
+        "3 servers serve the standalone data after {:?}",
+        started.elapsed()
+    );
+    // Server 2 and 3 joined as voters: writes commit with server 1 gone.
+    assert!(eventually(Duration::from_secs(10), || {
+        let modes: Vec<String> = (0..3).map(|i| ensemble.mode(i)).collect();
+        modes.iter().filter(|m| *m == "leader").count() == 1
+            && modes.iter().filter(|m| *m == "follower").count() == 2
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    ensemble.kill(0);
+    let written = Instant::now();
+    let mut client = None;
+    let mut n = 0;
+    while n < 50 && written.elapsed() < Duration::from_secs(20) {
+        let Some(c) = client.as_mut() else {
+            client = RawClient::connect(ensemble.addr(1 + n % 2)).ok();
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let path = format!("/load/ensemble-{n}");
+        match c.call(&create(&path, b"x", CreateMode::Persistent)) {
+            Ok(reply) if is_ok(&reply) => {
+                expected.insert(path);
+                n += 1;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => client = None,
+        }
+    }
+    assert_eq!(
+        n,
+        50,
+        "writes commit on servers 2 and 3 alone\n{}",
+        ensemble.log_tails(20)
+    );
+    ensemble.restart(0).unwrap();
+    ensemble.wait_converged(Duration::from_secs(30)).unwrap();
+    assert_served_everywhere(&ensemble, &expected);
 }

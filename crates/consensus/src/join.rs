@@ -10,10 +10,13 @@
 //!   it has applied what those peers had applied (at least a leader's first
 //!   entry), sent to it by the leader as a snapshot and log, as a ZooKeeper
 //!   follower syncs from its leader;
-//! - if a quorum of voters (this one included) are blank, or a peer has been
-//!   initialized but never applied anything (no leader was ever elected, so
-//!   nothing can have been lost), it founds the ensemble with the configured
-//!   voters, as every founder does;
+//! - if every voter is blank, or a peer has been initialized but never
+//!   applied anything (no leader was ever elected, so nothing can have been
+//!   lost), it founds the ensemble with the configured voters, as every
+//!   founder does; a blank quorum whose other voters do not answer founds it
+//!   too, once they stayed silent for [`FOUND_GRACE`] (a server that holds
+//!   data, such as a standalone server's or an import, may just be slower
+//!   to start, and must not be outvoted by empty ones);
 //! - otherwise it waits and asks again.
 //!
 //! The marker file [`MARKER`] in the log directory records that a rejoin is
@@ -38,6 +41,8 @@ use crate::types::{NodeId, Raft};
 /// Written in the log directory while this server rejoins.
 pub(crate) const MARKER: &str = "rejoining";
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a blank quorum waits for the silent voters before founding.
+const FOUND_GRACE: Duration = Duration::from_secs(5);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What one server tells a blank peer about itself.
@@ -109,6 +114,9 @@ impl VoteGate {
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     Found,
+    /// A blank quorum, but some voters did not answer: found unless they
+    /// answer within [`FOUND_GRACE`].
+    FoundUnlessLate,
     /// Catch up to this applied index before voting.
     Rejoin(u64),
     Wait,
@@ -135,8 +143,10 @@ fn decide(voters: usize, answers: &[PeerStatus]) -> Decision {
         .iter()
         .filter(|s| !s.initialized && !s.rejoining)
         .count();
-    if blank > voters / 2 {
+    if blank == voters {
         Decision::Found
+    } else if blank > voters / 2 {
+        Decision::FoundUnlessLate
     } else {
         Decision::Wait
     }
@@ -214,9 +224,21 @@ impl Joiner {
     /// (returns None, after initializing) or rejoin it (the index to reach).
     async fn ask_peers(&self, blank: bool) -> Option<u64> {
         let mut waited = false;
+        let mut blank_quorum_since = None;
         loop {
             let answers = self.statuses().await;
-            match decide(self.voters.len(), &answers) {
+            let mut decision = decide(self.voters.len(), &answers);
+            if decision == Decision::FoundUnlessLate {
+                let since = *blank_quorum_since.get_or_insert_with(std::time::Instant::now);
+                decision = if since.elapsed() >= FOUND_GRACE {
+                    Decision::Found
+                } else {
+                    Decision::Wait
+                };
+            } else {
+                blank_quorum_since = None;
+            }
+            match decision {
                 Decision::Rejoin(target) => return Some(target),
                 Decision::Found if blank => {
                     match self.raft.initialize(self.voters.clone()).await {
@@ -227,7 +249,7 @@ impl Joiner {
                 }
                 // Not blank, yet the ensemble has applied nothing: nothing
                 // this server could have lost.
-                Decision::Found => return None,
+                Decision::Found | Decision::FoundUnlessLate => return None,
                 Decision::Wait => {
                     if !waited {
                         info!("no state on disk: waiting for the other servers to tell whether the ensemble exists");
@@ -305,9 +327,11 @@ mod tests {
     #[test]
     fn founders_need_a_blank_quorum() {
         assert_eq!(decide(3, &[]), Decision::Wait);
-        assert_eq!(decide(3, &[blank()]), Decision::Found);
+        assert_eq!(decide(3, &[blank(), blank()]), Decision::Found);
+        // A silent voter may hold data: it gets time to answer.
+        assert_eq!(decide(3, &[blank()]), Decision::FoundUnlessLate);
         assert_eq!(decide(5, &[blank()]), Decision::Wait);
-        assert_eq!(decide(5, &[blank(), blank()]), Decision::Found);
+        assert_eq!(decide(5, &[blank(), blank()]), Decision::FoundUnlessLate);
     }
 
     #[test]

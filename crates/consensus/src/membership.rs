@@ -70,11 +70,15 @@ pub enum Refusal {
     NoLeader,
 }
 
+/// How long a change waits for raft to follow the one applied before it.
+const TURN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the leader waits for new voters to catch up before refusing.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a prepared change may take to be logged and applied before
 /// another may start (the client's write may never arrive).
 const PREPARED_FOR: Duration = Duration::from_secs(10);
+/// The longest a prepare takes: its turn, then its catch-up, with room.
+pub(crate) const PREPARE_TIMEOUT: Duration = Duration::from_secs(8);
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The leader's side of a change; shared by its handle and peer service.
@@ -115,7 +119,7 @@ impl Reconfigurer {
         // A change already applied is done for its client, as in ZooKeeper,
         // though raft may still be following it: the next one waits for that.
         let turn = self.turn.lock().await;
-        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        let deadline = Instant::now() + TURN_TIMEOUT;
         loop {
             let current = self.host.membership_target().map_or(0, |t| t.version);
             {
@@ -201,6 +205,14 @@ impl Reconfigurer {
         }
     }
 
+    /// Whether raft's only voter is this server while zoo.cfg (`target`,
+    /// never reconfigured) names more voters, this one among them.
+    fn grows_from_one(&self, target: &MembershipTarget) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        voters == [metrics.id] && target.voters.len() > 1 && target.voters.contains_key(&metrics.id)
+    }
+
     /// Adds the observers of `target` that raft does not know yet.
     async fn add_observers(&self, target: &MembershipTarget) {
         let known: BTreeSet<NodeId> = self
@@ -277,7 +289,16 @@ pub(crate) async fn reconcile(
         let leading = leadership.borrow_and_update().leading;
         if let Some(target) = reconfigurer.host.membership_target().filter(|_| leading) {
             if target.version == 0 {
-                reconfigurer.add_observers(&target).await;
+                if reconfigurer.grows_from_one(&target) {
+                    // A lone server's data (a standalone server's, or an
+                    // import) founding the ensemble zoo.cfg names: its
+                    // peers join as they catch up, as after a `reconfig`.
+                    if reconfigurer.catch_up(&target).await.is_ok() {
+                        reconfigurer.converge(&target).await;
+                    }
+                } else {
+                    reconfigurer.add_observers(&target).await;
+                }
             } else {
                 // A prepared change's learners stay until its write is applied.
                 let waiting = reconfigurer

@@ -183,33 +183,58 @@ impl LeaderLink {
         }
     }
 
+    /// The current leader and where to reach it.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let id = metrics.current_leader?;
+        let recorded = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|node| node.addr.clone())
+            .unwrap_or_default();
+        Some((id, self.network.address_of(id, &recorded)))
+    }
+
     /// Sends `request` to the current leader; `Ok(None)` if there is none.
     async fn call(&self, request: &PeerRequest) -> Result<Option<PeerResponse>, PeerError> {
-        let (leader_id, address) = {
-            let metrics = self.raft.metrics().borrow().clone();
-            let Some(id) = metrics.current_leader else {
-                return Ok(None);
-            };
-            let recorded = metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map(|node| node.addr.clone())
-                .unwrap_or_default();
-            (id, self.network.address_of(id, &recorded))
+        let Some((leader_id, address)) = self.leader() else {
+            return Ok(None);
         };
         let mut client = self.client.lock().await;
         let client = match client.as_mut() {
             Some(c) if c.target() == leader_id => c,
             _ => client.insert(self.network.client(leader_id, address)),
         };
-        match tokio::time::timeout(LEADER_CALL_TIMEOUT, client.call(request)).await {
-            Ok(result) => result.map(Some),
-            Err(_) => Err(PeerError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the leader did not answer",
-            ))),
-        }
+        call_within(client, request, LEADER_CALL_TIMEOUT).await
+    }
+
+    /// As [`LeaderLink::call`], on a connection of its own: for a request
+    /// that may take long, so the shared one is not held meanwhile.
+    async fn call_alone(
+        &self,
+        request: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<Option<PeerResponse>, PeerError> {
+        let Some((leader_id, address)) = self.leader() else {
+            return Ok(None);
+        };
+        let mut client = self.network.client(leader_id, address);
+        call_within(&mut client, request, timeout).await
+    }
+}
+
+async fn call_within(
+    client: &mut PeerClient,
+    request: &PeerRequest,
+    timeout: Duration,
+) -> Result<Option<PeerResponse>, PeerError> {
+    match tokio::time::timeout(timeout, client.call(request)).await {
+        Ok(result) => result.map(Some),
+        Err(_) => Err(PeerError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the leader did not answer",
+        ))),
     }
 }
 
@@ -305,7 +330,11 @@ impl Handle {
             return self.reconfigurer.prepare(&target).await;
         }
         let request = PeerRequest::PrepareReconfig(target);
-        match self.leader_link.call(&request).await {
+        match self
+            .leader_link
+            .call_alone(&request, membership::PREPARE_TIMEOUT)
+            .await
+        {
             Ok(Some(PeerResponse::Prepared(result))) => result,
             _ => Err(Refusal::NoLeader),
         }

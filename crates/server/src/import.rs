@@ -50,10 +50,21 @@ pub fn import_zookeeper(
         )));
     }
     let imported = import_data_dir(zk_data_dir, zk_log_dir, StateConfig::default())?;
-    // Where a standalone server (myid 1) keeps its snapshots.
+    // An ensemble member's dataDir holds its myid: the imported data is then
+    // that server's, and it founds the ensemble zoo.cfg names (the others
+    // start empty and catch up from it). A standalone server is server 1.
+    let node_id = match std::fs::read_to_string(data_dir.join("myid")) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            ImportError::Io(format!(
+                "{}/myid does not hold a server id",
+                data_dir.display()
+            ))
+        })?,
+        Err(_) => 1,
+    };
     let snapshot_dir = data_dir.join("snapshots");
     let written =
-        roost_consensus::write_initial_snapshot(&StdFs, &snapshot_dir, 1, &imported.state)?;
+        roost_consensus::write_initial_snapshot(&StdFs, &snapshot_dir, node_id, &imported.state)?;
     Ok(ImportSummary {
         znodes: imported.state.tree().len(),
         sessions: imported.state.sessions().len(),
