@@ -56,6 +56,16 @@ def version_of(config):
     return int(config.decode().split("\n")[-1].split("=")[1], base=16)
 
 
+def member_line(roost, admin, sid):
+    """Server `sid`'s line in /zookeeper/config, with its client port (a
+    reconfig names it)."""
+    config, _ = admin.get("/zookeeper/config")
+    line = [l for l in config.decode().split("\n") if l.startswith("server.%d=" % sid)][0]
+    if ";" not in line:
+        line += ";127.0.0.1:%d" % roost.servers[sid - 1].port
+    return line
+
+
 def unused_server_line(sid, role):
     """A server nobody runs, on ports that refuse connections."""
     return "server.%d=127.0.0.1:%d:%d:%s;127.0.0.1:%d" % (
@@ -141,9 +151,7 @@ def test_bad_input(admin):
 @needs_ensemble
 def test_new_voters_that_are_not_running_get_new_config_no_quorum(reconfigurable, admin):
     before, _ = admin.get("/zookeeper/config")
-    first = [line for line in before.decode().split("\n") if line.startswith("server.1=")][0]
-    if ";" not in first:
-        first += ";127.0.0.1:%d" % reconfigurable.servers[0].port
+    first = member_line(reconfigurable, admin, 1)
     members = ",".join([first] + [unused_server_line(sid, "participant") for sid in (7, 8, 9)])
     with pytest.raises(NewConfigNoQuorumError):
         admin.reconfig(joining=None, leaving=None, new_members=members)
@@ -183,11 +191,28 @@ def test_a_second_change_while_one_is_readied_is_refused(reconfigurable, admin):
 
 
 @needs_ensemble
+def test_a_bulk_change_replaces_the_membership(reconfigurable, admin):
+    members = [member_line(reconfigurable, admin, sid) for sid in (1, 2, 3)]
+    observer = unused_server_line(105, "observer")
+    data, stat = admin.reconfig(
+        joining=None, leaving=None, new_members="\n".join(members + [observer])
+    )
+    assert observer.encode() in data
+    assert len(data.decode().split("\n")) == 5  # 4 servers and the version
+    # From that version only, and back to the three servers.
+    with pytest.raises(BadVersionError):
+        admin.reconfig(
+            joining=None, leaving=None, new_members=",".join(members), from_config=stat.mzxid - 1
+        )
+    data, _ = admin.reconfig(
+        joining=None, leaving=None, new_members=",".join(members), from_config=stat.mzxid
+    )
+    assert b"server.105" not in data and len(data.decode().split("\n")) == 4
+
+
+@needs_ensemble
 def test_a_participant_becomes_an_observer_and_back(reconfigurable, admin):
-    config, _ = admin.get("/zookeeper/config")
-    line = [l for l in config.decode().split("\n") if l.startswith("server.3=")][0]
-    if ";" not in line:
-        line += ";127.0.0.1:%d" % reconfigurable.servers[2].port
+    line = member_line(reconfigurable, admin, 3)
     server3 = reconfigurable.servers[2]
 
     def mode():

@@ -236,15 +236,12 @@ impl Handler {
                 }
             }
         };
-        self.register_session(session_id, timeout_ms);
-        ConnectResponse {
-            protocol_version: 0,
-            timeout_ms,
+        self.accept_session(
             session_id,
-            passwd: password,
-            read_only: if legacy { None } else { Some(false) },
-        }
-        .encode_framed(self.scheduler.out());
+            password,
+            timeout_ms,
+            if legacy { None } else { Some(false) },
+        );
         Ok(true)
     }
 
@@ -255,10 +252,7 @@ impl Handler {
     fn attach_read_only(&mut self, request: &ConnectRequest) -> bool {
         let timeout_ms = self.shared.config.negotiate_timeout_ms(request.timeout_ms);
         let (session_id, password) = if request.session_id == 0 {
-            (
-                self.shared.next_session_id(),
-                Bytes::from(rand::random::<[u8; 16]>().to_vec()),
-            )
+            (self.shared.next_session_id(), new_password())
         } else {
             match self.shared.state().session(request.session_id) {
                 Some(s) if s.password == request.passwd => (request.session_id, s.password.clone()),
@@ -273,19 +267,26 @@ impl Handler {
             self.peer
         );
         self.read_only = true;
-        self.register_session(session_id, timeout_ms);
+        self.accept_session(session_id, password, timeout_ms, Some(true));
+        true
+    }
+
+    /// Makes `session_id` this connection's and answers the handshake.
+    fn accept_session(
+        &mut self,
+        session_id: i64,
+        password: Bytes,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+    ) {
         ConnectResponse {
             protocol_version: 0,
             timeout_ms,
             session_id,
             passwd: password,
-            read_only: Some(true),
+            read_only,
         }
         .encode_framed(self.scheduler.out());
-        true
-    }
-
-    fn register_session(&mut self, session_id: i64, timeout_ms: i32) {
         self.session_id = session_id;
         self.stats
             .timeout_ms
@@ -300,7 +301,7 @@ impl Handler {
 
     async fn create_session(&mut self, timeout_ms: i32) -> Result<(i64, Bytes), ConnError> {
         let session_id = self.shared.next_session_id();
-        let password = Bytes::from(rand::random::<[u8; 16]>().to_vec());
+        let password = new_password();
         let txn = Txn::CreateSession {
             timeout_ms,
             password: password.clone(),
@@ -832,6 +833,11 @@ impl Handler {
 }
 
 /// Whether a read registers a watch.
+/// A session's password: 16 random bytes, as ZooKeeper's.
+fn new_password() -> Bytes {
+    Bytes::from(rand::random::<[u8; 16]>().to_vec())
+}
+
 /// Readies a `reconfig` on the leader. A request that fails ZooKeeper's
 /// other checks is not readied: applying it answers the same error.
 async fn ready_reconfig(
