@@ -475,6 +475,41 @@ fn an_observer_serves_reads_forwards_writes_and_never_votes() {
     );
 }
 
+#[test]
+fn an_observer_cut_off_from_its_leader_stops_serving_until_healed() {
+    let _turn = turn();
+    let ensemble = Ensemble::start(4, &[3], &[]).unwrap();
+    assert!(eventually(Duration::from_secs(10), || ensemble.mode(3) == "observer"));
+    let mut client = RawClient::connect(ensemble.addr(3)).unwrap();
+    assert!(is_ok(&client.call(&get("/", false)).unwrap()));
+    ensemble.isolate(3);
+    let cut = Instant::now();
+    // A learner never elects, so only silence tells it the leader is gone:
+    // it stops serving, and its clients move on, as ZooKeeper's observers' do.
+    client.set_read_timeout(Duration::from_secs(30)).unwrap();
+    assert!(client.is_closed_by_server());
+    println!("cut-off observer stopped serving after {:?}", cut.elapsed());
+    assert!(
+        cut.elapsed() < Duration::from_secs(15),
+        "the observer's client was disconnected, not timed out"
+    );
+    assert!(
+        RawClient::connect(ensemble.addr(3)).is_err(),
+        "no new sessions"
+    );
+    assert!(four_letter_word(ensemble.addr(3), "srvr")
+        .unwrap()
+        .contains("not currently serving"));
+    ensemble.heal();
+    assert!(
+        eventually(Duration::from_secs(10), || RawClient::connect(
+            ensemble.addr(3)
+        )
+        .is_ok()),
+        "healed, the observer serves again"
+    );
+}
+
 /// The nemesis's moves, at fixed times into the run, chosen by the seed.
 fn nemesis(ensemble: &mut Ensemble, rng: &mut Rng, stop: &AtomicBool) {
     let step = Duration::from_millis(1500);

@@ -367,6 +367,7 @@ struct Service {
     leadership: watch::Receiver<Leadership>,
     gate: VoteGate,
     reconfigurer: Reconfigurer,
+    heard: LeaderContact,
 }
 
 impl PeerService for Service {
@@ -412,6 +413,10 @@ impl PeerService for Service {
         target: &'a MembershipTarget,
     ) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(self.reconfigurer.prepare(target))
+    }
+
+    fn heard_from_leader(&self) {
+        self.heard.touch();
     }
 }
 
@@ -530,10 +535,12 @@ impl Consensus {
         // A leader that heard from no quorum for twice the election timeout
         // steps back from accepting writes, as ZooKeeper's leader does.
         let lease_ms = config.election_timeout_ms.1 * 2;
+        let heard = LeaderContact::default();
         let mut tasks = vec![tokio::spawn(track_leadership(
             raft.clone(),
             leadership_tx,
             lease_ms,
+            heard.clone(),
         ))];
         let reconfigurer = Reconfigurer::new(raft.clone(), host.clone());
         let (joined_tx, joined) = watch::channel(true);
@@ -588,6 +595,7 @@ impl Consensus {
                 leadership: leadership.clone(),
                 gate,
                 reconfigurer: reconfigurer.clone(),
+                heard: heard.clone(),
             });
             tasks.push(tokio::spawn(peer::serve(
                 listener,
@@ -770,12 +778,52 @@ async fn bind_peer(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
 }
 
+/// How long a learner may hear nothing from its leader and still serve.
+/// Generous: replication to a learner under load may pause that long.
+const LEARNER_SILENCE_MAX: Duration = Duration::from_secs(4);
+
+/// When this replica last accepted a leader's AppendEntries.
+#[derive(Clone)]
+struct LeaderContact {
+    since: std::time::Instant,
+    /// Milliseconds after `since`; 0: never.
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            since: std::time::Instant::now(),
+            last_ms: Default::default(),
+        }
+    }
+}
+
+impl LeaderContact {
+    fn touch(&self) {
+        let ms = self.since.elapsed().as_millis() as u64 + 1;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn within(&self, limit: Duration) -> bool {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        last > 0
+            && (self.since.elapsed().as_millis() as u64 + 1).saturating_sub(last)
+                <= limit.as_millis() as u64
+    }
+}
+
 /// Publishes leadership changes seen in raft's metrics, and notices a leader
 /// that stopped hearing from its quorum (checked on a timer, since silence
 /// changes no metric). Such a leader also stops sending heartbeats, so that
 /// followers still hearing it elect anew instead of following a leader that
 /// cannot commit (openraft 0.9 leaders never step down by themselves).
-async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u64) {
+async fn track_leadership(
+    raft: Raft,
+    tx: watch::Sender<Leadership>,
+    lease_ms: u64,
+    heard: LeaderContact,
+) {
     let mut metrics = raft.metrics();
     let mut ticker = tokio::time::interval(Duration::from_millis((lease_ms / 4).max(10)));
     let mut heartbeats = true;
@@ -800,16 +848,22 @@ async fn track_leadership(raft: Raft, tx: watch::Sender<Leadership>, lease_ms: u
                 .voter_ids()
                 .any(|id| id == m.id);
             let leading = is_leader && quorum_recent && voter;
+            let learner = m.state == ServerState::Learner;
             let current = Leadership {
                 leader: m.current_leader,
                 leading,
-                observer: m.state == ServerState::Learner
+                observer: learner
                     && m.membership_config
                         .membership()
                         .learner_ids()
                         .any(|id| id == m.id),
                 serving: match m.current_leader {
                     Some(id) if id == m.id => leading,
+                    // A learner never stands for election, so its leader
+                    // stays "known" however long it has been silent: an
+                    // observer cut off (or a server removed from the
+                    // ensemble) must stop serving, as ZooKeeper's does.
+                    Some(_) if learner => heard.within(LEARNER_SILENCE_MAX),
                     Some(_) => true,
                     None => false,
                 },

@@ -204,6 +204,8 @@ pub(crate) trait PeerService: Send + Sync + 'static {
     /// False while this server has not caught up after starting blank: its
     /// empty log must not elect anyone.
     fn grants_votes(&self) -> bool;
+    /// A leader's AppendEntries was accepted here.
+    fn heard_from_leader(&self);
     /// Readies a membership change (see [`crate::membership`]).
     fn prepare_reconfig<'a>(
         &'a self,
@@ -225,7 +227,12 @@ async fn serve_connection(
         let request: PeerRequest = request?;
         let response = match request {
             PeerRequest::AppendEntries(rpc) => {
-                PeerResponse::AppendEntries(raft.append_entries(rpc).await)
+                let response = raft.append_entries(rpc).await;
+                if matches!(&response, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_)))
+                {
+                    roost.heard_from_leader();
+                }
+                PeerResponse::AppendEntries(response)
             }
             PeerRequest::Vote(rpc) if !roost.grants_votes() => {
                 debug!("refusing a vote to {}: still joining", rpc.vote.leader_id);
