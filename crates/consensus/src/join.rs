@@ -160,8 +160,6 @@ pub(crate) struct Joiner {
     pub(crate) voters: BTreeMap<NodeId, BasicNode>,
     pub(crate) log_dir: PathBuf,
     pub(crate) gate: VoteGate,
-    /// Set to true once this server may serve clients.
-    pub(crate) joined: watch::Sender<bool>,
 }
 
 impl Joiner {
@@ -176,7 +174,9 @@ impl Joiner {
         ask
     }
 
-    pub(crate) async fn run(self, blank: bool) {
+    /// Completes the join; `joined` is set to true once this server may
+    /// serve clients.
+    pub(crate) async fn run(self, blank: bool, joined: watch::Sender<bool>) {
         let marker = self.log_dir.join(MARKER);
         let target = match read_marker(&marker) {
             Some(target) => Some(target),
@@ -217,7 +217,7 @@ impl Joiner {
         }
         self.gate.set(Stage::Voting);
         self.raft.runtime_config().elect(true);
-        let _ = self.joined.send(true);
+        let _ = joined.send(true);
     }
 
     /// Asks the other voters until it is clear whether to found the ensemble
@@ -242,10 +242,15 @@ impl Joiner {
                 Decision::Rejoin(target) => return Some(target),
                 Decision::Found if blank => {
                     match self.raft.initialize(self.voters.clone()).await {
-                        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                        Err(e) => warn!("initializing the ensemble: {e}"),
+                        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                            return None
+                        }
+                        // Not a voter yet: ask again rather than vote uninitialized.
+                        Err(e) => {
+                            warn!("initializing the ensemble failed ({e}); asking again");
+                            tokio::time::sleep(POLL_INTERVAL).await;
+                        }
                     }
-                    return None;
                 }
                 // Not blank, yet the ensemble has applied nothing: nothing
                 // this server could have lost.

@@ -543,8 +543,9 @@ impl Consensus {
             heard.clone(),
         ))];
         let reconfigurer = Reconfigurer::new(raft.clone(), host.clone());
-        let (joined_tx, joined) = watch::channel(true);
         let gate = VoteGate::default();
+        // A blank voter joining (see `join`): it serves once it has joined.
+        let mut joiner = None;
         if config.is_ensemble() {
             let own = config.members.get(&config.node_id).ok_or_else(|| {
                 ConsensusError::Raft(format!(
@@ -569,7 +570,7 @@ impl Consensus {
             if !own.observer {
                 // Decided before peers can reach raft: a blank voter must not
                 // grant a vote before it knows whether the ensemble exists.
-                let joiner = Joiner {
+                let candidate = Joiner {
                     raft: raft.clone(),
                     network: network.clone(),
                     node_id: config.node_id,
@@ -581,12 +582,8 @@ impl Consensus {
                         .collect(),
                     log_dir: config.log_dir.clone(),
                     gate: gate.clone(),
-                    joined: joined_tx,
                 };
-                if joiner.must_ask_peers(blank) {
-                    let _ = joiner.joined.send(false);
-                    tasks.push(tokio::spawn(joiner.run(blank)));
-                }
+                joiner = Some(candidate).filter(|j| j.must_ask_peers(blank));
             }
             let service = Arc::new(Service {
                 raft: raft.clone(),
@@ -617,6 +614,10 @@ impl Consensus {
             }
             // A single voter need not wait out an election timeout.
             let _ = raft.trigger().elect().await;
+        }
+        let (joined_tx, joined) = watch::channel(joiner.is_none());
+        if let Some(joiner) = joiner {
+            tasks.push(tokio::spawn(joiner.run(blank, joined_tx)));
         }
         tasks.push(tokio::spawn(membership::reconcile(
             reconfigurer.clone(),
