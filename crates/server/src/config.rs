@@ -55,6 +55,9 @@ pub struct Config {
     pub tick_time_ms: u64,
     pub client_port: u16,
     pub client_port_address: IpAddr,
+    /// `clientPort` was set; otherwise the server's own `server.N` line may
+    /// give it (`...;[host:]port`), as in ZooKeeper 3.5+.
+    pub client_port_given: bool,
     pub data_dir: PathBuf,
     /// Where the transaction log goes (defaults to `data_dir`).
     pub data_log_dir: Option<PathBuf>,
@@ -106,6 +109,7 @@ impl Default for Config {
             tick_time_ms: 2000,
             client_port: 2181,
             client_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            client_port_given: false,
             data_dir: PathBuf::from("roost-data"),
             data_log_dir: None,
             max_client_cnxns: 60,
@@ -240,9 +244,10 @@ fn parse_peer(key: &str, value: &str) -> Result<PeerSpec, ConfigError> {
 impl Config {
     /// `/zookeeper/config` as ZooKeeper writes it for a static ensemble:
     /// one `server.N=host:peer:election:role[;client]` line per member, then
-    /// `version=0`. Empty when standalone.
+    /// `version=0`. Empty when standalone (a single server line included,
+    /// as ZooKeeper runs one standalone).
     pub fn membership_text(&self) -> String {
-        if self.servers.is_empty() {
+        if !self.is_ensemble() {
             return String::new();
         }
         roost_core::quorum::QuorumConfig::new(self.servers.iter().cloned(), 0).render()
@@ -330,7 +335,10 @@ impl Config {
             let bare = key.strip_prefix("zookeeper.").unwrap_or(key);
             match bare {
                 "tickTime" => config.tick_time_ms = parse_num(key, value)?,
-                "clientPort" => config.client_port = parse_num(key, value)?,
+                "clientPort" => {
+                    config.client_port = parse_num(key, value)?;
+                    config.client_port_given = true;
+                }
                 "clientPortAddress" => {
                     config.client_port_address = value
                         .parse()
@@ -542,6 +550,34 @@ impl Config {
         Ok(Some(id))
     }
 
+    /// Without `clientPort`, listens where this server's own `server.N` line
+    /// says (`;host:port`), as ZooKeeper 3.5+ does with a dynamic-style config.
+    pub fn adopt_own_client_address(&mut self, my_id: u64) {
+        if self.client_port_given {
+            return;
+        }
+        let Some(client) = self
+            .servers
+            .iter()
+            .find(|s| s.id == my_id)
+            .and_then(|s| s.client_address.as_deref())
+        else {
+            return;
+        };
+        let Some((host, port)) = client.rsplit_once(':') else {
+            return;
+        };
+        if let Ok(port) = port.parse() {
+            self.client_port = port;
+        }
+        // A host name, or the wildcard, keeps clientPortAddress as it is.
+        if let Ok(address) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            if !address.is_unspecified() {
+                self.client_port_address = address;
+            }
+        }
+    }
+
     /// Where the transaction log lives.
     pub fn log_dir(&self) -> &Path {
         self.data_log_dir.as_deref().unwrap_or(&self.data_dir)
@@ -734,5 +770,19 @@ mod tests {
         // Server lines in both places are refused rather than merged.
         std::fs::write(&cfg, format!("{static_part}server.4=h:1:2\n")).unwrap();
         assert!(Config::load(&cfg).is_err());
+    }
+
+    #[test]
+    fn without_client_port_the_own_server_line_gives_it() {
+        let (mut config, _) =
+            Config::parse("server.1=h:1:2;2999\nserver.2=h:3:4;127.0.0.2:3000\n").unwrap();
+        config.adopt_own_client_address(2);
+        assert_eq!(config.client_port, 3000);
+        assert_eq!(config.client_port_address.to_string(), "127.0.0.2");
+        config.adopt_own_client_address(1);
+        assert_eq!(config.client_port, 2999);
+        let (mut given, _) = Config::parse("clientPort=2181\nserver.1=h:1:2;2999\n").unwrap();
+        given.adopt_own_client_address(1);
+        assert_eq!(given.client_port, 2181, "clientPort wins");
     }
 }

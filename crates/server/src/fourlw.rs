@@ -144,7 +144,7 @@ fn server_summary(shared: &Shared, with_clients: bool, out: &mut String) {
 
 /// ZooKeeper's `Mode`: standalone, leader, follower or observer.
 pub(crate) fn server_state(shared: &Shared) -> &'static str {
-    if shared.config.servers.is_empty() {
+    if !shared.config.is_ensemble() {
         return "standalone";
     }
     if shared.read_only_mode() {

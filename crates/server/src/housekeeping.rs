@@ -170,9 +170,9 @@ pub(crate) async fn report_sessions(shared: Arc<Shared>) {
 /// as the operator wrote it: Roost keeps the membership in its log.
 pub(crate) async fn write_dynamic_config(shared: Arc<Shared>) {
     // A server task never ends by itself (its end stops the server).
-    let (Some(config_file), false) = (
+    let (Some(config_file), true) = (
         shared.config.config_file.clone(),
-        shared.config.servers.is_empty(),
+        shared.config.is_ensemble(),
     ) else {
         return std::future::pending().await;
     };

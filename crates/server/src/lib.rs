@@ -103,6 +103,10 @@ impl Server {
             warn!("forceSync=no: writes are acknowledged before they reach the disk; a crash or power loss CAN LOSE ACKNOWLEDGED WRITES");
         }
         let my_id = config.my_id().map_err(StartError::Config)?;
+        let mut config = config;
+        if let Some(id) = my_id {
+            config.adopt_own_client_address(id);
+        }
         let members: BTreeMap<u64, Member> = config
             .servers
             .iter()
@@ -136,6 +140,7 @@ impl Server {
         };
         let data_dir = config.data_dir.clone();
         let election_port = my_id
+            .filter(|_| config.is_ensemble())
             .and_then(|id| config.servers.iter().find(|s| s.id == id))
             .map(|own| (own.host.clone(), own.election_port));
         let (proposals, proposal_rx) = tokio::sync::mpsc::channel(PROPOSAL_QUEUE_MAX);
