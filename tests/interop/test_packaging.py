@@ -152,3 +152,25 @@ def test_a_three_server_ensemble_from_zoo_servers():
             proc.terminate()
         for proc in procs:
             proc.wait(10)
+
+
+def test_logs_go_to_daily_files_with_log_dir():
+    base = tempfile.mkdtemp(prefix="roost-logs-")
+    port = free_port()
+    logs = os.path.join(base, "logs")
+    proc = subprocess.Popen(
+        [ROOST_BIN, "server", "--port", str(port), "--data-dir", os.path.join(base, "data"), "--log-dir", logs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_imok(port)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert err == b"" and out == b"", "nothing on the console"
+    files = os.listdir(logs)
+    assert len(files) == 1 and files[0].startswith("roost.log."), files
+    text = open(os.path.join(logs, files[0])).read()
+    assert "serving clients on 0.0.0.0:%d" % port in text, text
+    assert "\x1b[" not in text, "no terminal colours in files"

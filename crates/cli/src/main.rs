@@ -40,6 +40,13 @@ enum Command {
         /// Override dataDir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write the log to DIR/roost.log, a new file each day, instead of
+        /// stderr.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+        /// With --log-dir: how many daily files to keep.
+        #[arg(long, default_value_t = 7)]
+        log_files_kept: usize,
     },
     /// Measure a ZooKeeper-compatible server (Roost or Apache ZooKeeper).
     Bench(bench::BenchArgs),
@@ -73,22 +80,60 @@ enum Command {
     },
 }
 
+/// The log's format and filter (`ROOST_LOG`, e.g. `debug`), wherever it goes.
+fn log_subscriber() -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    tracing_subscriber::EnvFilter,
+> {
+    tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_env("ROOST_LOG")
+            // openraft's warnings are routine during elections.
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
+    )
+}
+
+/// Logs to `dir/roost.log.<date>`, a file a day, the oldest beyond `kept` deleted.
+fn log_to_files(
+    dir: &std::path::Path,
+    kept: usize,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("roost.log")
+        .max_log_files(kept.max(1))
+        .build(dir)
+        .with_context(|| format!("cannot write logs in {}", dir.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    log_subscriber().with_ansi(false).with_writer(writer).init();
+    Ok(guard)
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ROOST_LOG")
-                // openraft's warnings are routine during elections.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Held until exit: it flushes what the file writer still buffers.
+    let _log_flush = match &cli.command {
+        Command::Server {
+            log_dir: Some(dir),
+            log_files_kept,
+            ..
+        } => Some(log_to_files(dir, *log_files_kept)?),
+        _ => {
+            log_subscriber()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .init();
+            None
+        }
+    };
     match cli.command {
         Command::Server {
             config,
             port,
             data_dir,
+            ..
         } => run_server(config, port, data_dir),
         Command::Import {
             zookeeper_data_dir,
