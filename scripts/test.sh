@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# Pinned, so every run tests against the same kazoo and pytest.
+# Pinned, so every run tests against the same kazoo, pytest and maturin.
 KAZOO_VERSION=2.11.0
 PYTEST_VERSION=9.2.0
+MATURIN_VERSION=1.16.0
 
 ensure_python_packages() {
   if ! python3 -c "import kazoo.version, pytest, sys; sys.exit(kazoo.version.__version__ != '$KAZOO_VERSION' or pytest.__version__ != '$PYTEST_VERSION')" 2>/dev/null; then
@@ -55,5 +56,22 @@ ROOST_BIN="$PWD/target/release/roost" python3 -m pytest -q tests/interop
 
 log "interop tests against a 3-server ensemble"
 ROOST_BIN="$PWD/target/release/roost" ROOST_INTEROP_SERVERS=3 python3 -m pytest -q tests/interop
+
+log "the Python wheel (maturin) in a fresh virtualenv: its pytest plugin and the dataset-lock example"
+wheel_dir=$(mktemp -d)
+venv_dir=$(mktemp -d)
+trap 'rm -rf "$wheel_dir" "$venv_dir"' EXIT
+if [[ $(python3 -m maturin --version 2>/dev/null) != "maturin $MATURIN_VERSION" ]]; then
+  python3 -m pip install --quiet --disable-pip-version-check "maturin==$MATURIN_VERSION"
+fi
+(cd packaging/python && python3 -m maturin build --release --quiet --out "$wheel_dir")
+if ! python3 -m venv "$venv_dir" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check virtualenv
+  python3 -m virtualenv --quiet "$venv_dir"
+fi
+"$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+  "$wheel_dir"/roost_zookeeper-*.whl "kazoo==$KAZOO_VERSION" "pytest==$PYTEST_VERSION"
+env -u ROOST_BIN DATASET_LOCK_BIN="$PWD/target/release/dataset-lock" \
+  "$venv_dir/bin/python" -m pytest -q -p no:cacheprovider tests/wheel
 
 log "all tests passed"
