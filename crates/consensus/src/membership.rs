@@ -81,13 +81,25 @@ const PREPARED_FOR: Duration = Duration::from_secs(10);
 pub(crate) const PREPARE_TIMEOUT: Duration = Duration::from_secs(8);
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(50);
 
+/// A change the leader readied (or tried to).
+#[derive(Debug, Clone, Copy)]
+struct Prepared {
+    at: Instant,
+    /// The configuration version it starts from.
+    from: i64,
+    /// Its new voters did not catch up in time. Its learners are kept for
+    /// a while all the same, so that a retry finds them further along (a
+    /// large tree can take longer than one attempt to send).
+    refused: bool,
+}
+
 /// The leader's side of a change; shared by its handle and peer service.
 #[derive(Clone)]
 pub(crate) struct Reconfigurer {
     raft: Raft,
     host: Arc<dyn StateMachineHost>,
-    /// A prepared change: when, and the version it starts from.
-    prepared: Arc<Mutex<Option<(Instant, i64)>>>,
+    /// The last change readied, while it may still be applied.
+    prepared: Arc<Mutex<Option<Prepared>>>,
     /// Changes waiting for the one before to finish go in arrival order.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -102,15 +114,15 @@ impl Reconfigurer {
         }
     }
 
-    fn pending(&self) -> Option<(Instant, i64)> {
+    fn pending(&self) -> Option<Prepared> {
         let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-        if prepared.is_some_and(|(at, _)| at.elapsed() > PREPARED_FOR) {
+        if prepared.is_some_and(|p| p.at.elapsed() > PREPARED_FOR) {
             *prepared = None;
         }
         *prepared
     }
 
-    fn set_pending(&self, value: Option<(Instant, i64)>) {
+    fn set_pending(&self, value: Option<Prepared>) {
         *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
@@ -125,13 +137,17 @@ impl Reconfigurer {
             {
                 let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
                 match *prepared {
-                    Some((at, from)) if at.elapsed() <= PREPARED_FOR => {
-                        if current == from || Instant::now() > deadline {
+                    Some(p) if p.at.elapsed() <= PREPARED_FOR && !p.refused => {
+                        if current == p.from || Instant::now() > deadline {
                             return Err(Refusal::InProgress);
                         }
                     }
                     _ => {
-                        *prepared = Some((Instant::now(), current));
+                        *prepared = Some(Prepared {
+                            at: Instant::now(),
+                            from: current,
+                            refused: false,
+                        });
                         break;
                     }
                 }
@@ -140,9 +156,17 @@ impl Reconfigurer {
         }
         drop(turn);
         let result = self.catch_up(target).await;
-        if result.is_err() {
-            // The learners added stay until the reconciler drops them.
-            self.set_pending(None);
+        match result {
+            Ok(()) => {}
+            // The learners added stay for a retry, then the reconciler
+            // drops them (they are in no configuration).
+            Err(Refusal::NoQuorum) => {
+                if let Some(mut p) = self.pending() {
+                    p.refused = true;
+                    self.set_pending(Some(p));
+                }
+            }
+            Err(_) => self.set_pending(None),
         }
         result
     }
@@ -303,7 +327,7 @@ pub(crate) async fn reconcile(
                 // A prepared change's learners stay until its write is applied.
                 let waiting = reconfigurer
                     .pending()
-                    .is_some_and(|(_, from)| from == target.version);
+                    .is_some_and(|p| p.from == target.version);
                 if !waiting && reconfigurer.converge(&target).await {
                     reconfigurer.set_pending(None);
                 }
