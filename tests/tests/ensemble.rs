@@ -251,78 +251,19 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let mut ensemble = Ensemble::start(3, &[], &[]).unwrap();
     let leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
     let addrs: Vec<SocketAddr> = (0..3).map(|i| ensemble.addr(i)).collect();
-    {
-        let mut setup = RawClient::connect(addrs[0]).unwrap();
-        assert!(is_ok(
-            &setup
-                .call(&create("/load", b"", CreateMode::Persistent))
-                .unwrap()
-        ));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-    let killed_at = Arc::new(Mutex::new(None::<Instant>));
-    let first_write_after_kill = Arc::new(Mutex::new(None::<Duration>));
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (stop, acknowledged, killed_at, first) = (
-                stop.clone(),
-                acknowledged.clone(),
-                killed_at.clone(),
-                first_write_after_kill.clone(),
-            );
-            let addrs = addrs.clone();
-            std::thread::spawn(move || {
-                let mut client = None;
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(c) = client.as_mut() else {
-                        client = connect_any(&addrs, w);
-                        if client.is_none() {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        continue;
-                    };
-                    let path = format!("/load/w{w}-{n}");
-                    n += 1;
-                    let invoked = Instant::now();
-                    match c.call(&create(&path, b"x", CreateMode::Persistent)) {
-                        Ok(reply) if is_ok(&reply) => {
-                            acknowledged.lock().unwrap().insert(path);
-                            // Failover time: until the first write sent
-                            // after the kill is acknowledged.
-                            let killed = *killed_at.lock().unwrap();
-                            if let Some(at) = killed.filter(|at| invoked > *at) {
-                                let mut first = first.lock().unwrap();
-                                let took = at.elapsed();
-                                if first.is_none_or(|f| took < f) {
-                                    *first = Some(took);
-                                }
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => client = None,
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&addrs, 4);
     std::thread::sleep(Duration::from_secs(2));
-    let before_kill = acknowledged.lock().unwrap().len();
+    let before_kill = load.acknowledged();
     assert!(before_kill > 0, "the load is running");
-    *killed_at.lock().unwrap() = Some(Instant::now());
+    load.mark();
     ensemble.kill(leader);
     std::thread::sleep(Duration::from_secs(3));
     ensemble.restart(leader).unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.join().unwrap();
-    }
-    let failover = first_write_after_kill
-        .lock()
-        .unwrap()
+    let failover = load
+        .first_acknowledged_after_mark()
         .expect("writes resumed after the leader was killed");
+    let acknowledged = load.stop();
     println!("first acknowledged write {failover:?} after killing the leader");
     assert!(failover < Duration::from_secs(5), "{failover:?}");
     let new_leader = ensemble.wait_for_leader(Duration::from_secs(10)).unwrap();
@@ -332,27 +273,12 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         "the restarted server serves again"
     );
     ensemble.wait_converged(Duration::from_secs(30)).unwrap();
-    let acknowledged = acknowledged.lock().unwrap();
     assert!(
         acknowledged.len() > before_kill,
         "writes went on after the kill"
     );
-    for i in 0..3 {
-        let mut client = RawClient::connect(ensemble.addr(i)).unwrap();
-        let Response::Children(names) = ok_body(client.call(&children("/load")).unwrap()) else {
-            panic!("children expected");
-        };
-        let present: BTreeSet<String> = names.into_iter().map(|n| format!("/load/{n}")).collect();
-        let missing: Vec<&String> = acknowledged.difference(&present).collect();
-        assert!(
-            missing.is_empty(),
-            "server.{} (leader now: server.{}) lacks {} acknowledged writes, e.g. {:?}",
-            i + 1,
-            new_leader + 1,
-            missing.len(),
-            missing.first()
-        );
-    }
+    println!("leader now: server.{}", new_leader + 1);
+    assert_served_everywhere(&ensemble, &acknowledged);
 }
 
 #[test]
@@ -776,7 +702,29 @@ fn sessions_kept_alive_through_any_server_never_expire() {
 struct Load {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<BTreeSet<String>>>,
+    failover: Arc<Failover>,
     writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// When a fault was injected ([`Load::mark`]), and how long after it the
+/// first write sent after it was acknowledged (failover time).
+#[derive(Default)]
+struct Failover {
+    marked: Mutex<Option<Instant>>,
+    first: Mutex<Option<Duration>>,
+}
+
+impl Failover {
+    fn acknowledged(&self, invoked: Instant) {
+        let marked = *self.marked.lock().unwrap();
+        if let Some(at) = marked.filter(|at| invoked > *at) {
+            let took = at.elapsed();
+            let mut first = self.first.lock().unwrap();
+            if first.is_none_or(|f| took < f) {
+                *first = Some(took);
+            }
+        }
+    }
 }
 
 impl Load {
@@ -789,9 +737,11 @@ impl Load {
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+        let failover = Arc::new(Failover::default());
         let writers = (0..writers)
             .map(|w| {
-                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                let (stop, acknowledged, failover) =
+                    (stop.clone(), acknowledged.clone(), failover.clone());
                 let addrs = addrs.to_vec();
                 std::thread::spawn(move || {
                     let mut client = None;
@@ -806,9 +756,11 @@ impl Load {
                         };
                         let path = format!("/load/w{w}-{n}");
                         n += 1;
+                        let invoked = Instant::now();
                         match c.call(&create(&path, b"x", CreateMode::Persistent)) {
                             Ok(reply) if is_ok(&reply) => {
                                 acknowledged.lock().unwrap().insert(path);
+                                failover.acknowledged(invoked);
                             }
                             Ok(_) => {}
                             Err(_) => client = None,
@@ -820,12 +772,23 @@ impl Load {
         Load {
             stop,
             acknowledged,
+            failover,
             writers,
         }
     }
 
     fn acknowledged(&self) -> usize {
         self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Notes that a fault is injected now (see [`Load::first_acknowledged_after_mark`]).
+    fn mark(&self) {
+        *self.failover.marked.lock().unwrap() = Some(Instant::now());
+    }
+
+    /// How long after the mark the first write sent after it was acknowledged.
+    fn first_acknowledged_after_mark(&self) -> Option<Duration> {
+        *self.failover.first.lock().unwrap()
     }
 
     fn stop(self) -> BTreeSet<String> {
