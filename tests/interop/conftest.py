@@ -6,6 +6,7 @@ ROOST_INTEROP_SERVERS=3 (or 5) runs the same tests against an ensemble of
 that many servers, clients given every server in their connect string.
 """
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -89,9 +90,15 @@ class RoostServer:
             except OSError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"roost exited early, see {self.log.name}")
+                raise RuntimeError(f"roost exited early:\n{self.log_tail()}")
             time.sleep(0.05)
-        raise RuntimeError(f"roost did not start, see {self.log.name}")
+        raise RuntimeError(f"roost did not start:\n{self.log_tail()}")
+
+    def log_tail(self, lines=15):
+        """The end of the server's log, without backtrace frames, for errors."""
+        with open(self.log.name) as f:
+            text = [l for l in f.read().splitlines() if not l.startswith("  ")]
+        return "\n".join(text[-lines:])
 
     def stop(self):
         self.proc.terminate()
@@ -101,6 +108,11 @@ class RoostServer:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+    def remove_data(self):
+        """Deletes the data folder (preallocated log segments take ~200 MB a
+        server); the log stays for whoever reads a failure."""
+        shutil.rmtree(os.path.join(self.dir, "data"), ignore_errors=True)
 
 
 class RoostProcess:
@@ -134,8 +146,10 @@ class RoostProcess:
         return len(self.servers) > 1
 
     def stop(self):
+        """Stops every server for good and deletes their data."""
         for server in self.servers:
             server.stop()
+            server.remove_data()
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,32 @@
 standalone server or a 3-server ensemble configured that way serves
 (issue 13: packages people install)."""
 import os
+import shutil
 import subprocess
 import tempfile
 import time
 
+import pytest
 from kazoo.client import KazooClient
 
 from conftest import ROOST_BIN, ROOT, four_letter, free_port
 
 ENTRYPOINT = os.path.join(ROOT, "packaging", "docker", "docker-entrypoint.sh")
+
+
+@pytest.fixture
+def scratch():
+    """Makes temporary folders, deleted after the test (a server's
+    preallocated log takes ~200 MB)."""
+    made = []
+
+    def make(prefix):
+        made.append(tempfile.mkdtemp(prefix=prefix))
+        return made[-1]
+
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def entrypoint_env(base, **variables):
@@ -47,8 +64,8 @@ def wait_imok(port, limit=30):
     return False
 
 
-def test_the_environment_becomes_zoo_cfg_and_myid_once():
-    base = tempfile.mkdtemp(prefix="roost-entrypoint-")
+def test_the_environment_becomes_zoo_cfg_and_myid_once(scratch):
+    base = scratch("roost-entrypoint-")
     servers = "server.1=zoo1:2888:3888;2181 server.2=zoo2:2888:3888;2181 server.3=zoo3:2888:3888;2181"
     env = entrypoint_env(
         base,
@@ -85,8 +102,8 @@ def test_the_environment_becomes_zoo_cfg_and_myid_once():
     assert open(os.path.join(base, "data", "myid")).read() == "2\n"
 
 
-def test_the_default_environment_runs_a_standalone_server():
-    base = tempfile.mkdtemp(prefix="roost-entrypoint-")
+def test_the_default_environment_runs_a_standalone_server(scratch):
+    base = scratch("roost-entrypoint-")
     port = free_port()
     # As the image's default, with a free client port in the server line.
     env = entrypoint_env(
@@ -107,7 +124,7 @@ def test_the_default_environment_runs_a_standalone_server():
         proc.wait(10)
 
 
-def test_a_three_server_ensemble_from_zoo_servers():
+def test_a_three_server_ensemble_from_zoo_servers(scratch):
     ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
     servers = " ".join(
         "server.%d=127.0.0.1:%d:%d;127.0.0.1:%d" % (i + 1, peer, election, client)
@@ -116,7 +133,7 @@ def test_a_three_server_ensemble_from_zoo_servers():
     procs = []
     try:
         for i in range(3):
-            base = tempfile.mkdtemp(prefix="roost-entrypoint-%d-" % (i + 1))
+            base = scratch("roost-entrypoint-%d-" % (i + 1))
             env = entrypoint_env(
                 base, ZOO_MY_ID=str(i + 1), ZOO_SERVERS=servers, ZOO_4LW_COMMANDS_WHITELIST="*"
             )
@@ -154,8 +171,8 @@ def test_a_three_server_ensemble_from_zoo_servers():
             proc.wait(10)
 
 
-def test_logs_go_to_daily_files_with_log_dir():
-    base = tempfile.mkdtemp(prefix="roost-logs-")
+def test_logs_go_to_daily_files_with_log_dir(scratch):
+    base = scratch("roost-logs-")
     port = free_port()
     logs = os.path.join(base, "logs")
     proc = subprocess.Popen(
